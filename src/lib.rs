@@ -1,1 +1,18 @@
-//! zk-supervise
+//! zk-supervise: runs background workers with high availability and without duplicates.
+//!
+//! Every node runs the daemon with the same list of workers. For each worker the nodes contend for
+//! `<root>/<worker>` in ZooKeeper ([`election`]); only the leader runs the worker's process
+//! ([`process`], through a [`guard`] process that enforces the [`lease`] on its own); [`session`] holds
+//! the one ZooKeeper session and renews the lease; [`worker`] is one worker's task and state machine;
+//! [`supervisor`] runs them all and shuts them down. [`config`] parses and validates the file.
+
+pub mod config;
+pub mod election;
+pub mod guard;
+pub mod lease;
+pub mod process;
+pub mod session;
+pub mod supervisor;
+pub mod worker;
+
+pub use supervisor::{run, Control, Observer, RunError};

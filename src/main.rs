@@ -1,1 +1,149 @@
-fn main() {}
+//! The command line: parses arguments, installs logging, loads the config, runs, maps the result to an
+//! exit code (SPEC §2: 0 clean, 1 fatal runtime error, 2 usage, 78 bad config).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use zk_supervise::{config, Control};
+
+const EXIT_FATAL: u8 = 1;
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "zk-supervise",
+    version,
+    about = "Runs background workers with high availability and without duplicates, elected through ZooKeeper"
+)]
+struct Cli {
+    /// Log format
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground
+    Run {
+        /// The workers file (TOML)
+        config: PathBuf,
+    },
+    /// Validate the config without touching ZooKeeper
+    Check {
+        /// The workers file (TOML)
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    // The guard (see src/guard.rs) is this same binary; it starts no runtime and no logging.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__guard") {
+        return ExitCode::from(u8::try_from(zk_supervise::guard::main()).unwrap_or(EXIT_FATAL));
+    }
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(cfg) => {
+                for line in cfg.summary() {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Run { config } => {
+            init_logging(cli.log_format);
+            let cfg = match config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            run(cfg)
+        }
+    }
+}
+
+fn run(cfg: config::Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zk-supervise: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    runtime.block_on(async move {
+        let control = Control::default();
+        if let Err(e) = handle_signals(control.clone()) {
+            eprintln!("zk-supervise: cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+        match zk_supervise::run(cfg, control, |_| {}).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.is_config() => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+            Err(e) => {
+                eprintln!("zk-supervise: {e}");
+                ExitCode::from(EXIT_FATAL)
+            }
+        }
+    })
+}
+
+/// SIGTERM or SIGINT: clean shutdown; a second one: SIGKILL the children now.
+fn handle_signals(control: Control) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            seen += 1;
+            if seen == 1 {
+                tracing::info!(signal = name, "shutdown requested");
+                control.shutdown.cancel();
+            } else {
+                tracing::warn!(signal = name, "second signal: killing the children now");
+                control.kill.cancel();
+            }
+        }
+    });
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,zookeeper_client=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (format, journald) {
+        (LogFormat::Json, _) => builder.json().init(),
+        (LogFormat::Text, true) => builder.without_time().init(),
+        (LogFormat::Text, false) => builder.init(),
+    }
+}

@@ -1,0 +1,288 @@
+//! Leader election for one worker: the ZooKeeper recipe of SPEC §4.
+//!
+//! # Theory of operation
+//!
+//! Every node that runs a worker has one *candidate* under the worker's election path
+//! `<root>/<worker>` (a persistent znode, created with its parents when missing). A candidate is an
+//! ephemeral sequential znode named `_c_<marker>-n_<sequence>`:
+//!
+//! * **The marker** is unique to the session ([`Session::marker`]). If the connection drops while a
+//!   candidate is being created, the reply is lost but the znode may exist; listing the children and
+//!   looking for the marker finds it again, so it is adopted rather than left as a ghost that would one
+//!   day lead while nobody runs the worker (Curator's protected mode).
+//! * **The order** is by the sequence suffix alone, never by the whole name (the markers are random).
+//!   The candidate with the lowest sequence number leads.
+//! * **No herd**: a candidate that does not lead watches only its predecessor, with `exists`. When the
+//!   predecessor goes, it lists the children again rather than assuming it now leads — the predecessor
+//!   may have left while an earlier candidate is still there.
+//! * **The leader watches its own candidate**: if it vanishes (deleted by an operator, or the session
+//!   expired), the child is stopped at once.
+//! * **Ownership is confirmed** before every start of the child: the candidate must exist and its
+//!   `ephemeralOwner` must be the current session. A candidate left from an earlier session of this node
+//!   never counts as leadership; it is someone else's until its session expires.
+//!
+//! # The lease
+//!
+//! Winning the election is not enough to run the child: the session's lease ([`crate::lease`]) must
+//! hold. The confirmation request itself renews it, so a child starts with a fresh lease of about
+//! `S - margin`. The guard of each child ([`crate::guard`]) enforces the lease deadline on its own, so a
+//! leader that loses its session has stopped its child before ZooKeeper can let another node lead.
+//!
+//! # Fencing token
+//!
+//! The token given to the child is the leader candidate's `czxid`, the zxid of the transaction that
+//! created it. zxids increase cluster-wide, and a candidate can only lead after every candidate created
+//! before it in the same election has gone, so each new leadership of a worker has a larger token than
+//! every earlier one — even if the election znode is deleted and recreated, which resets sequence
+//! numbers but not zxids. The same candidate leading again (after its lease lapsed and was renewed
+//! within the same session) keeps its token: no other leader can have come between.
+
+use zookeeper_client as zk;
+
+use crate::session::Session;
+
+/// This node's candidate in one election.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Full path, from the client's root (the chroot is not included).
+    pub path: String,
+    pub sequence: i64,
+}
+
+/// Why an election step did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ElectionError {
+    /// The session expired or closed: rejoin with the next one.
+    #[error("session ended")]
+    SessionEnded,
+    /// Our candidate is gone or is not ours: rejoin at the back.
+    #[error("candidate {0} is gone")]
+    CandidateGone(String),
+    /// Any other failure (connection loss...): retry after a pause.
+    #[error("zookeeper: {0}")]
+    Zk(zk::Error),
+}
+
+impl From<zk::Error> for ElectionError {
+    fn from(e: zk::Error) -> Self {
+        match e {
+            zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed => {
+                ElectionError::SessionEnded
+            }
+            e => ElectionError::Zk(e),
+        }
+    }
+}
+
+/// What a confirmed leader gets: its fencing token and a watch on its own candidate.
+pub struct Leadership {
+    pub token: i64,
+    pub watch: zk::OneshotWatcher,
+}
+
+/// One worker's election within one session.
+pub struct Election<'a> {
+    session: &'a Session,
+    dir: String,
+    data: Vec<u8>,
+}
+
+impl<'a> Election<'a> {
+    /// `dir` is the election path `<root>/<worker>`; `data` is the candidate's JSON.
+    #[must_use]
+    pub fn new(session: &'a Session, dir: String, data: Vec<u8>) -> Election<'a> {
+        Election { session, dir, data }
+    }
+
+    fn prefix(&self) -> String {
+        format!("_c_{}-n_", self.session.marker)
+    }
+
+    /// Creates this node's candidate at the back of the queue.
+    ///
+    /// # Errors
+    /// [`ElectionError::SessionEnded`] if the session ends; [`ElectionError::Zk`] on other failures.
+    ///
+    /// # Cancellation safety
+    /// Not cancel-safe: a cancelled call may leave a candidate that [`Election::find_own`] finds again.
+    pub async fn join(&self) -> Result<Candidate, ElectionError> {
+        let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        match self.session.call(|c| c.check_stat(&self.dir)).await? {
+            Some(_) => {}
+            None => {
+                self.session
+                    .call(|c| c.mkdir(&self.dir, &persistent))
+                    .await?
+            }
+        }
+        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+        let path = format!("{}/{}", self.dir, self.prefix());
+        loop {
+            match self
+                .session
+                .call(|c| c.create(&path, &self.data, &options))
+                .await
+            {
+                Ok((_, sequence)) => {
+                    return Ok(Candidate {
+                        path: format!("{path}{sequence}"),
+                        sequence: sequence.into_i64(),
+                    });
+                }
+                Err(zk::Error::ConnectionLoss) => {
+                    // The create may or may not have happened: look for our marker.
+                    if let Some(found) = self.find_own().await? {
+                        return Ok(found);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Finds this session's candidate, if any (after a create whose reply was lost).
+    ///
+    /// # Errors
+    /// As [`Election::join`].
+    pub async fn find_own(&self) -> Result<Option<Candidate>, ElectionError> {
+        let prefix = self.prefix();
+        let children = self.list().await?;
+        Ok(children
+            .into_iter()
+            .find(|(name, _)| name.starts_with(&prefix))
+            .map(|(name, sequence)| Candidate {
+                path: format!("{}/{name}", self.dir),
+                sequence,
+            }))
+    }
+
+    /// The candidates in queue order: `(name, sequence)`, sorted by sequence.
+    async fn list(&self) -> Result<Vec<(String, i64)>, ElectionError> {
+        let children = self.session.call(|c| c.list_children(&self.dir)).await?;
+        let mut ordered: Vec<(String, i64)> = children
+            .into_iter()
+            .filter_map(|name| sequence_of(&name).map(|s| (name, s)))
+            .collect();
+        ordered.sort_by_key(|(_, s)| *s);
+        Ok(ordered)
+    }
+
+    /// Waits until `me` is the first candidate. `on_position` is told the number of candidates ahead
+    /// each time it is known.
+    ///
+    /// # Errors
+    /// [`ElectionError::CandidateGone`] if `me` disappears; [`ElectionError::SessionEnded`];
+    /// [`ElectionError::Zk`] on other failures.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: nothing changes in ZooKeeper while waiting.
+    pub async fn wait_until_first(
+        &self,
+        me: &Candidate,
+        mut on_position: impl FnMut(usize, &str),
+    ) -> Result<(), ElectionError> {
+        loop {
+            let ordered = self.list().await?;
+            let Some(position) = ordered.iter().position(|(_, s)| *s == me.sequence) else {
+                return Err(ElectionError::CandidateGone(me.path.clone()));
+            };
+            if position == 0 {
+                return Ok(());
+            }
+            let predecessor = format!("{}/{}", self.dir, ordered[position - 1].0);
+            on_position(position, &predecessor);
+            let (stat, watch) = self
+                .session
+                .call(|c| c.check_and_watch_stat(&predecessor))
+                .await?;
+            if stat.is_none() {
+                continue; // already gone: list again
+            }
+            tokio::select! {
+                event = watch.changed() => {
+                    if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
+                        return Err(ElectionError::SessionEnded);
+                    }
+                }
+                () = self.session.ended() => return Err(ElectionError::SessionEnded),
+            }
+        }
+    }
+
+    /// Confirms that `me` exists and is owned by the current session, and watches it. Call it after
+    /// [`Election::wait_until_first`]: a candidate that was first stays first while it exists, since every
+    /// later candidate gets a larger sequence number. Renews the lease as a side effect.
+    ///
+    /// # Errors
+    /// [`ElectionError::CandidateGone`] if it is missing or owned by another session;
+    /// [`ElectionError::SessionEnded`]; [`ElectionError::Zk`].
+    pub async fn confirm(&self, me: &Candidate) -> Result<Leadership, ElectionError> {
+        let (stat, watch) = self
+            .session
+            .call(|c| c.check_and_watch_stat(&me.path))
+            .await?;
+        match stat {
+            Some(stat) if stat.ephemeral_owner == self.session.id => Ok(Leadership {
+                token: stat.czxid,
+                watch,
+            }),
+            _ => Err(ElectionError::CandidateGone(me.path.clone())),
+        }
+    }
+
+    /// Deletes `me` (leaving the election, or going to the back before joining again).
+    ///
+    /// # Errors
+    /// As [`Election::join`]; a candidate already gone is not an error.
+    pub async fn leave(&self, me: &Candidate) -> Result<(), ElectionError> {
+        match self.session.call(|c| c.delete(&me.path, None)).await {
+            Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The sequence number of a candidate's name: its trailing digits (10, or 19 past `i32::MAX`).
+#[must_use]
+pub fn sequence_of(name: &str) -> Option<i64> {
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits < 10 {
+        return None;
+    }
+    name[name.len() - digits..].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_is_the_trailing_digits_only() {
+        assert_eq!(sequence_of("_c_0123456789abcdef-n_0000000042"), Some(42));
+        assert_eq!(sequence_of("_c_99999999999-n_0000000001"), Some(1));
+        assert_eq!(
+            sequence_of("_c_abc-n_2147483648000"),
+            Some(2_147_483_648_000)
+        );
+        assert_eq!(sequence_of("lock"), None);
+        assert_eq!(sequence_of("x-123"), None);
+    }
+
+    #[test]
+    fn order_ignores_the_marker() {
+        let mut names = [
+            "_c_ffff-n_0000000003",
+            "_c_0000-n_0000000007",
+            "_c_aaaa-n_0000000001",
+        ];
+        names.sort_by_key(|n| sequence_of(n));
+        assert_eq!(
+            names,
+            [
+                "_c_aaaa-n_0000000001",
+                "_c_ffff-n_0000000003",
+                "_c_0000-n_0000000007"
+            ]
+        );
+    }
+}

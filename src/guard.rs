@@ -1,0 +1,523 @@
+//! The guard: a small process between the supervisor and each child, which enforces the lease on its own.
+//!
+//! # Why a separate process
+//!
+//! SPEC §6 asks that every child be dead by the lease deadline `K` even when the supervisor cannot run
+//! (frozen by SIGSTOP, a stalled VM, a runtime stuck on a lock) and that children die at once when the
+//! supervisor dies. Enforcement therefore cannot live in the supervisor's event loop. Each child gets a
+//! guard: the same binary, started as `zk-supervise __guard <worker>` through `/proc/self/exe` (so a
+//! package upgrade that replaces the file on disk cannot pair a supervisor with a guard of another
+//! version). The guard is single-threaded and does almost nothing: it blocks in `poll(2)` on two file
+//! descriptors and a timeout.
+//!
+//! * **fd 0** is one end of a Unix socket pair whose other end only the supervisor holds. Down it come
+//!   the child's spec, then lease deadlines (`lease <K>`) and stop requests; up it go `started <pid>`,
+//!   `failed <why>` and `exited <status> <cause>`. When it reads end-of-file the supervisor is gone
+//!   (killed, crashed, OOM): the guard SIGKILLs the child's process group at once.
+//! * a **signalfd** for SIGCHLD, so the guard reaps its child, and any orphan that comes back to it, the
+//!   moment it dies.
+//! * the **timeout** is the next lease action: the stop signal to the group at `K - grace_period`, SIGKILL
+//!   at `K`. It is computed on `CLOCK_BOOTTIME`, the same clock the supervisor stamps `K` with.
+//!
+//! The child runs in its own process group (so a stop reaches its whole tree) with
+//! `PR_SET_PDEATHSIG(SIGKILL)` set from the guard's only thread (so a SIGKILLed guard takes its direct
+//! child with it). The guard is a child subreaper: a grandchild that double-forks out of the group is
+//! re-parented to the guard, which kills every remaining descendant before it reports the exit.
+//! The guard ignores SIGINT, SIGTERM, SIGHUP and SIGQUIT — a Ctrl-C in the supervisor's terminal must not
+//! bypass the grace period — and restores their defaults in the child.
+//!
+//! The guard never writes to its stdout or stderr: they belong to the child, whose output the
+//! supervisor reads.
+
+use std::ffi::CString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{self, kill, killpg, SigHandler, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{Gid, Group, Pid, Uid, User};
+use serde::{Deserialize, Serialize};
+
+use crate::lease::Stamp;
+
+/// What the supervisor sends first: everything the guard needs to start the child.
+///
+/// The child's environment is the guard's own (the supervisor sets it when it spawns the guard).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Spec {
+    pub worker: String,
+    pub argv: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub stop_signal: i32,
+    pub grace_ms: u64,
+    /// The lease deadline `K` in nanoseconds on `CLOCK_BOOTTIME`; the child is not started past it.
+    pub deadline_ns: u64,
+}
+
+/// Why the child ended, as the guard reports it in `exited <status> <cause>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// It exited by itself.
+    Itself,
+    /// The supervisor asked for a stop.
+    Stop,
+    /// The lease deadline came before a renewal.
+    Lease,
+}
+
+impl Cause {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Itself => "self",
+            Cause::Stop => "stop",
+            Cause::Lease => "lease",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Cause> {
+        match s {
+            "self" => Some(Cause::Itself),
+            "stop" => Some(Cause::Stop),
+            "lease" => Some(Cause::Lease),
+            _ => None,
+        }
+    }
+}
+
+/// The guard's entry point: `zk-supervise __guard <worker>`. Returns the process exit code.
+#[must_use]
+pub fn main() -> i32 {
+    // SAFETY: fd 0 is the control socket the supervisor gave us; nothing else in this process owns it.
+    let control = UnixStream::from(unsafe { OwnedFd::from_raw_fd(0) });
+    match Guard::start(control) {
+        Ok(mut guard) => guard.run(),
+        Err(()) => 1,
+    }
+}
+
+struct Guard {
+    control: UnixStream,
+    inbox: Vec<u8>,
+    sigchld: SignalFd,
+    child: Pid,
+    stop_signal: Signal,
+    grace: Duration,
+    /// `K`: stop signal at `K - grace`, SIGKILL at `K`.
+    deadline: Stamp,
+    /// When a requested stop turns into SIGKILL.
+    kill_at: Option<Stamp>,
+    /// Whether the stop signal went to the group, and why.
+    stopping: Option<Cause>,
+    killed: bool,
+    status: Option<WaitStatus>,
+}
+
+impl Guard {
+    /// Reads the spec and starts the child; on failure reports `failed <why>` and returns `Err`.
+    fn start(mut control: UnixStream) -> Result<Guard, ()> {
+        let mut inbox = Vec::new();
+        let spec: Spec = match read_line(&mut control, &mut inbox)
+            .ok()
+            .flatten()
+            .and_then(|line| line.strip_prefix("spec ").map(str::to_owned))
+            .and_then(|json| serde_json::from_str(&json).ok())
+        {
+            Some(spec) => spec,
+            None => return Err(()),
+        };
+        let fail = |control: &mut UnixStream, why: String| {
+            let _ = writeln!(control, "failed {}", why.replace('\n', " "));
+        };
+        if Stamp::now() >= Stamp(spec.deadline_ns) {
+            fail(
+                &mut control,
+                "the lease ended before the child could start".into(),
+            );
+            return Err(());
+        }
+        let stop_signal = Signal::try_from(spec.stop_signal).unwrap_or(Signal::SIGTERM);
+        for sig in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+        ] {
+            // SAFETY: SIG_IGN installs no handler code.
+            let _ = unsafe { signal::signal(sig, SigHandler::SigIgn) };
+        }
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        let sigchld = mask.thread_block().and_then(|()| {
+            SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        });
+        let sigchld = match sigchld {
+            Ok(fd) => fd,
+            Err(e) => {
+                fail(&mut control, format!("signalfd: {e}"));
+                return Err(());
+            }
+        };
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            fail(&mut control, format!("PR_SET_CHILD_SUBREAPER: {e}"));
+            return Err(());
+        }
+        let child = match spawn(&spec) {
+            Ok(pid) => pid,
+            Err(why) => {
+                fail(&mut control, why);
+                return Err(());
+            }
+        };
+        let _ = writeln!(control, "started {child}");
+        if let Err(e) = control.set_nonblocking(true) {
+            let _ = killpg(child, Signal::SIGKILL);
+            fail(&mut control, format!("control socket: {e}"));
+            return Err(());
+        }
+        Ok(Guard {
+            control,
+            inbox,
+            sigchld,
+            child,
+            stop_signal,
+            grace: Duration::from_millis(spec.grace_ms),
+            deadline: Stamp(spec.deadline_ns),
+            kill_at: None,
+            stopping: None,
+            killed: false,
+            status: None,
+        })
+    }
+
+    fn run(&mut self) -> i32 {
+        loop {
+            self.act_on_deadlines();
+            self.reap();
+            if self.status.is_some() && group_is_gone(self.child) {
+                self.kill_descendants();
+                return self.report();
+            }
+            let timeout = self.next_wakeup();
+            let control_fd = self.control.as_fd();
+            let mut fds = [
+                PollFd::new(control_fd, PollFlags::POLLIN),
+                PollFd::new(self.sigchld.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+            let control_ready = fds[0].any().unwrap_or(false);
+            if fds[1].any().unwrap_or(false) {
+                while let Ok(Some(_)) = self.sigchld.read_signal() {}
+            }
+            if control_ready && !self.read_control() {
+                // The supervisor is gone: nobody will renew the lease or read our report.
+                self.kill_now();
+                self.wait_group_gone();
+                self.kill_descendants();
+                return 0;
+            }
+        }
+    }
+
+    /// Handles what the supervisor sent; returns false once the socket is closed.
+    fn read_control(&mut self) -> bool {
+        loop {
+            match read_line(&mut self.control, &mut self.inbox) {
+                Ok(Some(line)) => self.command(&line),
+                Ok(None) => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn command(&mut self, line: &str) {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("lease"), Some(k)) => {
+                if let Ok(k) = k.parse() {
+                    // A deadline only moves forward: an old message can never extend a lapsed lease
+                    // by arriving late, because the supervisor stamps K from the request's send time.
+                    self.deadline = self.deadline.max(Stamp(k));
+                }
+            }
+            (Some("stop"), _) => {
+                if self.stopping.is_none() {
+                    self.signal_group(self.stop_signal, Cause::Stop);
+                }
+                let at = Stamp::now().plus(self.grace).min(self.deadline);
+                self.kill_at = Some(self.kill_at.map_or(at, |k| k.min(at)));
+            }
+            (Some("kill"), _) => {
+                self.stopping.get_or_insert(Cause::Stop);
+                self.kill_now();
+            }
+            _ => {}
+        }
+    }
+
+    fn act_on_deadlines(&mut self) {
+        let now = Stamp::now();
+        if self.stopping.is_none() && now >= self.deadline.minus(self.grace) {
+            self.signal_group(self.stop_signal, Cause::Lease);
+        }
+        if !self.killed && (now >= self.deadline || self.kill_at.is_some_and(|k| now >= k)) {
+            self.kill_now();
+        }
+    }
+
+    fn next_wakeup(&self) -> PollTimeout {
+        let mut next = None::<Stamp>;
+        let mut consider = |s: Stamp| next = Some(next.map_or(s, |n: Stamp| n.min(s)));
+        if self.stopping.is_none() {
+            consider(self.deadline.minus(self.grace));
+        }
+        if !self.killed {
+            consider(self.deadline);
+            if let Some(k) = self.kill_at {
+                consider(k);
+            }
+        }
+        if self.status.is_some() {
+            // The main process is gone but its group is not: look again soon.
+            consider(Stamp::now().plus(Duration::from_millis(20)));
+        }
+        match next {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                // Round up so the action is due when poll returns.
+                let ms = at.remaining().as_micros().div_ceil(1000);
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        }
+    }
+
+    fn signal_group(&mut self, sig: Signal, cause: Cause) {
+        self.stopping = Some(cause);
+        let _ = killpg(self.child, sig);
+        if self.kill_at.is_none() {
+            self.kill_at = Some(Stamp::now().plus(self.grace).min(self.deadline));
+        }
+    }
+
+    fn kill_now(&mut self) {
+        self.killed = true;
+        let _ = killpg(self.child, Signal::SIGKILL);
+        self.kill_descendants();
+    }
+
+    /// Reaps every child that has ended: the main child (recording its status) and re-parented orphans.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => {
+                    if status.pid() == Some(self.child) {
+                        self.status = Some(status);
+                        // The main process ended: the rest of its group follows it (SPEC §5: no process
+                        // of the group outlives the child), with the same grace.
+                        if self.stopping.is_none() {
+                            self.stopping = Some(Cause::Itself);
+                            let _ = killpg(self.child, self.stop_signal);
+                            self.kill_at = Some(Stamp::now().plus(self.grace).min(self.deadline));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn wait_group_gone(&mut self) {
+        let until = Stamp::now().plus(Duration::from_secs(5));
+        while !(self.status.is_some() && group_is_gone(self.child)) && Stamp::now() < until {
+            self.reap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGKILLs whatever descendants are left (orphans that left the group and came back to us).
+    fn kill_descendants(&mut self) {
+        for _ in 0..50 {
+            let children = own_children();
+            if children.is_empty() {
+                return;
+            }
+            for pid in children {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            self.reap();
+        }
+    }
+
+    fn report(&mut self) -> i32 {
+        let status = match self.status {
+            Some(WaitStatus::Exited(_, code)) => format!("code {code}"),
+            Some(WaitStatus::Signaled(_, sig, _)) => format!("signal {}", sig as i32),
+            _ => "unknown 0".to_owned(),
+        };
+        let cause = self.stopping.unwrap_or(Cause::Itself);
+        let _ = self.control.set_nonblocking(false);
+        let _ = writeln!(self.control, "exited {status} {}", cause.as_str());
+        0
+    }
+}
+
+/// Whether no process of the group `pgid` is left.
+fn group_is_gone(pgid: Pid) -> bool {
+    killpg(pgid, None::<Signal>) == Err(Errno::ESRCH)
+}
+
+/// The guard's own children, from `/proc`.
+fn own_children() -> Vec<Pid> {
+    let me = std::process::id();
+    std::fs::read_to_string(format!("/proc/{me}/task/{me}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// Reads one line from the socket into `inbox`; `Ok(None)` at end of file.
+fn read_line(control: &mut UnixStream, inbox: &mut Vec<u8>) -> io::Result<Option<String>> {
+    loop {
+        if let Some(n) = inbox.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = inbox.drain(..=n).collect();
+            return Ok(Some(String::from_utf8_lossy(&line[..n]).into_owned()));
+        }
+        let mut buf = [0u8; 4096];
+        match control.read(&mut buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) => inbox.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+struct Credentials {
+    uid: Uid,
+    gid: Gid,
+    groups: Vec<Gid>,
+}
+
+fn credentials(spec: &Spec) -> Result<Option<Credentials>, String> {
+    let user = match &spec.user {
+        None => None,
+        Some(name) => match User::from_name(name) {
+            Ok(Some(u)) => Some(u),
+            Ok(None) => return Err(format!("unknown user \"{name}\"")),
+            Err(e) => return Err(format!("user \"{name}\": {e}")),
+        },
+    };
+    let group = match &spec.group {
+        None => None,
+        Some(name) => match Group::from_name(name) {
+            Ok(Some(g)) => Some(g.gid),
+            Ok(None) => return Err(format!("unknown group \"{name}\"")),
+            Err(e) => return Err(format!("group \"{name}\": {e}")),
+        },
+    };
+    Ok(match (user, group) {
+        (None, None) => None,
+        (None, Some(gid)) => Some(Credentials {
+            uid: Uid::current(),
+            gid,
+            groups: vec![gid],
+        }),
+        (Some(u), group) => {
+            let gid = group.unwrap_or(u.gid);
+            let cname =
+                CString::new(u.name.clone()).map_err(|_| "user name has a NUL byte".to_owned())?;
+            let mut groups = nix::unistd::getgrouplist(&cname, gid).unwrap_or_else(|_| vec![gid]);
+            if !groups.contains(&gid) {
+                groups.insert(0, gid);
+            }
+            Some(Credentials {
+                uid: u.uid,
+                gid,
+                groups,
+            })
+        }
+    })
+}
+
+/// Starts the child; on failure, a message for the log (`spawn /bin/x: No such file or directory`).
+fn spawn(spec: &Spec) -> Result<Pid, String> {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Err("empty command".into());
+    };
+    if let Some(dir) = &spec.working_dir {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("working_dir {dir}: not a directory")),
+            Err(e) => return Err(format!("working_dir {dir}: {e}")),
+        }
+    }
+    let creds = credentials(spec)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    if let Some(dir) = &spec.working_dir {
+        cmd.current_dir(dir);
+    }
+    if let Some(u) = spec
+        .user
+        .as_ref()
+        .and_then(|name| User::from_name(name).ok().flatten())
+    {
+        cmd.env("HOME", &u.dir)
+            .env("USER", &u.name)
+            .env("LOGNAME", &u.name);
+    }
+    let guard_pid = nix::unistd::getpid();
+    // SAFETY: the guard is single-threaded, so between fork and exec the child may call anything; the
+    // closure only makes system calls.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if nix::unistd::getppid() != guard_pid {
+                // The guard died before PR_SET_PDEATHSIG was in place.
+                return Err(io::Error::other("guard exited"));
+            }
+            for sig in [
+                Signal::SIGINT,
+                Signal::SIGTERM,
+                Signal::SIGHUP,
+                Signal::SIGQUIT,
+            ] {
+                signal::signal(sig, SigHandler::SigDfl)?;
+            }
+            if let Some(c) = &creds {
+                if Uid::effective().is_root() {
+                    nix::unistd::setgroups(&c.groups)?;
+                }
+                nix::unistd::setgid(c.gid)?;
+                nix::unistd::setuid(c.uid)?;
+            }
+            Ok(())
+        });
+    }
+    match cmd.spawn() {
+        #[allow(clippy::cast_possible_wrap)]
+        Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
+        Err(e) => Err(format!("spawn {program}: {e}")),
+    }
+}

@@ -1,0 +1,333 @@
+//! Children as the supervisor sees them: spawned through a guard ([`crate::guard`]), told every new lease
+//! deadline, stopped with grace, their output logged line by line.
+//!
+//! The guard does the process-group work (signals, grace, SIGKILL, reaping); this side only talks to it
+//! over the control socket, so nothing here can leave a child running if the supervisor stops running.
+//!
+//! Output is read from the pipes directly rather than through a line-stream crate: a child may print
+//! invalid UTF-8 (decoded lossily here, never an error) and arbitrarily long lines (cut into pieces of at
+//! most [`MAX_LINE`] bytes, so one line cannot exhaust memory), and a grandchild may hold the pipes open
+//! after the child exits (the reader simply runs until end-of-file; the child's exit is known from the
+//! guard, not from the pipes).
+
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::mpsc;
+
+use crate::config::WorkerConfig;
+use crate::guard::{Cause, Spec};
+use crate::lease::Stamp;
+
+/// The longest piece of child output logged as one event.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    /// The guard died without reporting (it was killed); its child died with it.
+    Unknown,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exit code {c}"),
+            Exit::Signal(s) => {
+                let name = nix::sys::signal::Signal::try_from(*s).map_or("?", |s| s.as_str());
+                write!(f, "signal {s} ({name})")
+            }
+            Exit::Unknown => f.write_str("unknown status (guard lost)"),
+        }
+    }
+}
+
+/// A child's end: its status, why it ended, and how long it ran.
+#[derive(Clone, Copy, Debug)]
+pub struct Ended {
+    pub exit: Exit,
+    pub cause: Cause,
+    pub ran: Duration,
+}
+
+/// Why a child could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The guard ran but could not start the command (not found, bad working_dir, unknown user...).
+    #[error("{0}")]
+    Command(String),
+    /// The guard itself could not be started.
+    #[error("start guard: {0}")]
+    Guard(#[from] std::io::Error),
+}
+
+enum Event {
+    Started(u32),
+    Failed(String),
+    Exited(Exit, Cause),
+}
+
+/// A running child and its guard.
+///
+/// Dropping it without [`Child::wait`] closes the control socket, which makes the guard SIGKILL the
+/// child: never drop a running child unless that is what you mean.
+pub struct Child {
+    pid: u32,
+    started: Instant,
+    control: OwnedWriteHalf,
+    events: mpsc::UnboundedReceiver<Event>,
+    guard: tokio::process::Child,
+    ended: Option<Ended>,
+}
+
+impl Child {
+    /// Starts `worker`'s command under a guard, with `extra_env` on top of the worker's environment.
+    /// The guard refuses to start it if `deadline` has passed.
+    ///
+    /// # Errors
+    /// [`SpawnError::Command`] when the command cannot be started (the message names what failed), and
+    /// [`SpawnError::Guard`] when the guard cannot be.
+    pub async fn spawn(
+        worker: &WorkerConfig,
+        extra_env: &[(&str, String)],
+        deadline: Stamp,
+    ) -> Result<Child, SpawnError> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let mut cmd = tokio::process::Command::new("/proc/self/exe");
+        cmd.arg0("zk-supervise")
+            .arg("__guard")
+            .arg(&worker.name)
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .envs(&worker.env)
+            .envs(extra_env.iter().map(|(k, v)| (*k, v)));
+        let mut guard = cmd.spawn()?;
+        drop(cmd); // closes our copy of the guard's end of the socket
+        if let Some(out) = guard.stdout.take() {
+            tokio::spawn(log_output(worker.name.clone(), "stdout", out));
+        }
+        if let Some(err) = guard.stderr.take() {
+            tokio::spawn(log_output(worker.name.clone(), "stderr", err));
+        }
+        ours.set_nonblocking(true)?;
+        let (read, mut control) = tokio::net::UnixStream::from_std(ours)?.into_split();
+        let spec = Spec {
+            worker: worker.name.clone(),
+            argv: worker.command.clone(),
+            working_dir: worker
+                .working_dir
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            user: worker.user.clone(),
+            group: worker.group.clone(),
+            stop_signal: worker.stop_signal as i32,
+            grace_ms: u64::try_from(worker.grace_period.as_millis()).unwrap_or(u64::MAX),
+            deadline_ns: deadline.0,
+        };
+        let json = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
+        control
+            .write_all(format!("spec {json}\n").as_bytes())
+            .await?;
+        let (tx, mut events) = mpsc::unbounded_channel();
+        tokio::spawn(read_events(read, tx));
+        match events.recv().await {
+            Some(Event::Started(pid)) => Ok(Child {
+                pid,
+                started: Instant::now(),
+                control,
+                events,
+                guard,
+                ended: None,
+            }),
+            Some(Event::Failed(why)) => {
+                let _ = guard.wait().await;
+                Err(SpawnError::Command(why))
+            }
+            Some(Event::Exited(..)) | None => {
+                let _ = guard.wait().await;
+                Err(SpawnError::Command(
+                    "the guard exited before starting the command".into(),
+                ))
+            }
+        }
+    }
+
+    /// The child's process id (also its process group id).
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Tells the guard the lease now lasts until `deadline`.
+    pub async fn renew(&mut self, deadline: Stamp) {
+        self.send(&format!("lease {}\n", deadline.0)).await;
+    }
+
+    /// Asks for a graceful stop: the stop signal to the group now, SIGKILL after the grace period (or at
+    /// the lease deadline if that comes first). Returns at once; [`Child::wait`] tells when it is over.
+    pub async fn stop(&mut self) {
+        self.send("stop\n").await;
+    }
+
+    /// SIGKILL to the group now.
+    pub async fn kill(&mut self) {
+        self.send("kill\n").await;
+    }
+
+    async fn send(&mut self, msg: &str) {
+        if self.ended.is_none() {
+            // A failed write means the guard is gone; wait() will report it.
+            let _ = self.control.write_all(msg.as_bytes()).await;
+        }
+    }
+
+    /// Waits until the child and every process of its group are gone, and reaps the guard.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: the end is kept, and a later call returns it at once.
+    pub async fn wait(&mut self) -> Ended {
+        if let Some(ended) = self.ended {
+            return ended;
+        }
+        let (exit, cause) = loop {
+            match self.events.recv().await {
+                Some(Event::Exited(exit, cause)) => break (exit, cause),
+                Some(_) => {}
+                None => break (Exit::Unknown, Cause::Itself),
+            }
+        };
+        let ended = Ended {
+            exit,
+            cause,
+            ran: self.started.elapsed(),
+        };
+        self.ended = Some(ended);
+        let _ = self.guard.wait().await;
+        ended
+    }
+}
+
+async fn read_events(read: tokio::net::unix::OwnedReadHalf, tx: mpsc::UnboundedSender<Event>) {
+    let mut lines = BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let mut words = line.splitn(2, ' ');
+        let event = match (words.next(), words.next()) {
+            (Some("started"), Some(pid)) => pid.trim().parse().ok().map(Event::Started),
+            (Some("failed"), Some(why)) => Some(Event::Failed(why.to_owned())),
+            (Some("exited"), Some(rest)) => Some(parse_exited(rest)),
+            _ => None,
+        };
+        if let Some(event) = event {
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn parse_exited(rest: &str) -> Event {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let number = words.get(1).and_then(|n| n.parse().ok());
+    let exit = match (words.first(), number) {
+        (Some(&"code"), Some(c)) => Exit::Code(c),
+        (Some(&"signal"), Some(s)) => Exit::Signal(s),
+        _ => Exit::Unknown,
+    };
+    let cause = words
+        .get(2)
+        .and_then(|c| Cause::parse(c))
+        .unwrap_or(Cause::Itself);
+    Event::Exited(exit, cause)
+}
+
+/// Logs each line of a child's stream as an event with the fields `worker` and `stream`.
+async fn log_output(worker: String, stream: &'static str, pipe: impl AsyncRead + Unpin) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match read_line_capped(&mut reader, &mut line, MAX_LINE).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+                    line.pop();
+                }
+                tracing::info!(target: "zk_supervise::child", worker = %worker, stream, "{}", String::from_utf8_lossy(&line));
+            }
+        }
+    }
+}
+
+/// Reads up to and including a newline, or `cap` bytes, whichever comes first. Returns the number of
+/// bytes read (0 at end of file).
+async fn read_line_capped<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    out: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<usize> {
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(out.len());
+        }
+        let room = cap.saturating_sub(out.len());
+        let window = &buf[..buf.len().min(room)];
+        if let Some(i) = window.iter().position(|&b| b == b'\n') {
+            out.extend_from_slice(&window[..=i]);
+            reader.consume(i + 1);
+            return Ok(out.len());
+        }
+        let n = window.len();
+        out.extend_from_slice(window);
+        reader.consume(n);
+        if out.len() >= cap {
+            return Ok(out.len());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn long_lines_are_cut_and_invalid_utf8_is_kept() {
+        let mut data = vec![b'a'; 40];
+        data.push(b'\n');
+        data.extend_from_slice(b"\xff\xfeok\n");
+        data.extend_from_slice(b"tail");
+        let mut reader = BufReader::new(&data[..]);
+        let mut line = Vec::new();
+        let mut pieces = Vec::new();
+        loop {
+            line.clear();
+            if read_line_capped(&mut reader, &mut line, 16).await.unwrap() == 0 {
+                break;
+            }
+            pieces.push(line.clone());
+        }
+        assert_eq!(pieces.len(), 5, "{pieces:?}");
+        assert_eq!(pieces[0].len(), 16);
+        assert_eq!(pieces[2], b"aaaaaaaa\n");
+        assert_eq!(String::from_utf8_lossy(&pieces[3]), "\u{fffd}\u{fffd}ok\n");
+        assert_eq!(pieces[4], b"tail");
+    }
+
+    #[test]
+    fn exited_lines_parse() {
+        let Event::Exited(exit, cause) = parse_exited("signal 9 lease") else {
+            panic!()
+        };
+        assert_eq!((exit, cause), (Exit::Signal(9), Cause::Lease));
+        let Event::Exited(exit, cause) = parse_exited("code 3 self") else {
+            panic!()
+        };
+        assert_eq!((exit, cause), (Exit::Code(3), Cause::Itself));
+    }
+}

@@ -1,0 +1,221 @@
+//! One ZooKeeper session at a time: connect with backoff, renew the lease, notice the end, start over.
+//!
+//! The daemon holds exactly one session. [`run`] publishes it on a watch channel once it is usable (the
+//! negotiated timeout is known, the grace periods fit it, and the lease holds), and publishes `None`
+//! when it ends. Every worker task follows that channel. After an expiry a new session is opened and
+//! every worker rejoins its election at the back (its old candidate went with the old session).
+//!
+//! The lease ([`crate::lease`]) is renewed by every request that goes through [`Session::call`], and by
+//! a light request (`exists` on the root) every `S/5`: one request per node per `S/5`, not per worker.
+//! The client library's own pings keep the session alive on the server but are invisible here, so they
+//! do not count.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client as zk;
+
+use crate::config::Config;
+use crate::lease::{Lease, Stamp};
+
+/// A live session and its lease.
+#[derive(Debug)]
+pub struct Session {
+    pub client: zk::Client,
+    /// The session id, as `ephemeralOwner` shows it on this session's znodes.
+    pub id: i64,
+    /// A marker unique to this session, put in every candidate's name so that a create whose reply was
+    /// lost can be found again (Curator's protected mode).
+    pub marker: String,
+    pub lease: Lease,
+    ended: CancellationToken,
+}
+
+impl Session {
+    fn new(client: zk::Client) -> Session {
+        Session {
+            id: client.session_id().0,
+            marker: uuid::Uuid::new_v4().simple().to_string(),
+            lease: Lease::new(client.session_timeout()),
+            client,
+            ended: CancellationToken::new(),
+        }
+    }
+
+    /// The negotiated session timeout `S`.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.lease.session_timeout()
+    }
+
+    /// Sends a request and renews the lease with its send time if the server answered it (an error
+    /// reply such as `NoNode` is an answer too).
+    ///
+    /// The client library sends a request when the method is called, so `request` is called here,
+    /// after the send time is taken.
+    ///
+    /// # Errors
+    /// The request's own error.
+    pub async fn call<'a, T, Fut>(
+        &'a self,
+        request: impl FnOnce(&'a zk::Client) -> Fut,
+    ) -> Result<T, zk::Error>
+    where
+        Fut: Future<Output = Result<T, zk::Error>> + 'a,
+    {
+        let sent = Stamp::now();
+        let result = request(&self.client).await;
+        if answered(&result) {
+            self.lease.renew(sent);
+        }
+        result
+    }
+
+    /// Resolves once this session has ended (expired, closed, or authentication failed).
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe.
+    pub async fn ended(&self) {
+        self.ended.cancelled().await;
+    }
+
+    #[must_use]
+    pub fn has_ended(&self) -> bool {
+        self.ended.is_cancelled()
+    }
+}
+
+/// Whether a request's result came from the server.
+fn answered<T>(result: &Result<T, zk::Error>) -> bool {
+    use zk::Error as E;
+    match result {
+        Ok(_) => true,
+        Err(e) => matches!(
+            e,
+            E::NoNode
+                | E::NoAuth
+                | E::BadVersion
+                | E::NoChildrenForEphemerals
+                | E::NodeExists
+                | E::NotEmpty
+                | E::InvalidAcl
+                | E::NoWatcher
+                | E::QuotaExceeded
+        ),
+    }
+}
+
+/// A problem that stops the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The negotiated session timeout is too short for a worker's grace period.
+    #[error("{0}")]
+    GraceDoesNotFit(crate::config::ConfigError),
+}
+
+/// Keeps a session open until `stop` is cancelled, publishing each one on `sessions`.
+///
+/// # Errors
+/// [`SessionError`] when the server's negotiated timeout does not fit the configuration.
+pub async fn run(
+    config: Arc<Config>,
+    sessions: watch::Sender<Option<Arc<Session>>>,
+    stop: CancellationToken,
+) -> Result<(), SessionError> {
+    loop {
+        let Some(client) = connect(&config, &stop).await else {
+            return Ok(());
+        };
+        let session = Arc::new(Session::new(client));
+        let timeout = session.timeout();
+        if let Err(e) = config.check_grace_against(timeout) {
+            tracing::error!(timeout = ?timeout, "the server negotiated a session timeout too short for the configured grace periods");
+            return Err(SessionError::GraceDoesNotFit(e));
+        }
+        tracing::info!(session = %format!("{:#x}", session.id), timeout = ?timeout, "zookeeper session established");
+        // A first answered request gives the lease its start.
+        let _ = session.call(|c| c.check_stat("/")).await;
+        sessions.send_replace(Some(session.clone()));
+        let end = keep_alive(&session, &stop).await;
+        session.ended.cancel();
+        sessions.send_replace(None);
+        match end {
+            None => return Ok(()),
+            Some(state) => {
+                tracing::warn!(session = %format!("{:#x}", session.id), %state, "zookeeper session ended; opening a new one");
+            }
+        }
+    }
+}
+
+/// Connects, retrying with backoff until it works or `stop` is cancelled.
+async fn connect(config: &Config, stop: &CancellationToken) -> Option<zk::Client> {
+    let zk = &config.zookeeper;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let attempt = zk::Client::connector()
+            .with_session_timeout(zk.session_timeout)
+            .with_fail_eagerly()
+            .connect(&zk.connect);
+        let result = tokio::select! {
+            r = tokio::time::timeout(zk.session_timeout + Duration::from_secs(1), attempt) => r,
+            () = stop.cancelled() => return None,
+        };
+        match result {
+            Ok(Ok(client)) => return Some(client),
+            Ok(Err(e)) => {
+                tracing::warn!(connect = %zk.connect, error = %e, retry_in = ?delay, "cannot reach zookeeper");
+            }
+            Err(_) => {
+                tracing::warn!(connect = %zk.connect, error = "timed out", retry_in = ?delay, "cannot reach zookeeper");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Renews the lease every `S/5` until the session ends (returns its final state) or `stop` is
+/// cancelled (returns `None`; the session is closed when the last client handle is dropped).
+async fn keep_alive(session: &Session, stop: &CancellationToken) -> Option<zk::SessionState> {
+    let period = session.timeout() / 5;
+    let mut states = session.client.state_watcher();
+    let initial = session.client.state();
+    if initial.is_terminated() {
+        return Some(initial);
+    }
+    let beat = async {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let _ = tokio::time::timeout(period, session.call(|c| c.check_stat("/"))).await;
+        }
+    };
+    let terminal = async {
+        loop {
+            let state = states.changed().await;
+            match state {
+                zk::SessionState::Disconnected => {
+                    tracing::warn!("disconnected from zookeeper; reconnecting")
+                }
+                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                    tracing::info!(%state, "reconnected to zookeeper");
+                }
+                s if s.is_terminated() => return s,
+                _ => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = beat => None,
+        state = terminal => Some(state),
+        () = stop.cancelled() => None,
+    }
+}

@@ -1,0 +1,403 @@
+//! One worker on this node: its election, its child, its restarts. One task per worker.
+//!
+//! The task follows the session channel. For each session it joins the worker's election, waits to be
+//! first, confirms ownership, and runs the child while the lease holds; it gives leadership up after
+//! `handoff_after` quick failures, and on shutdown it stops the child (grace applies) and then deletes
+//! its candidate, so the next node takes over within a round trip rather than a session timeout.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client as zk;
+
+use crate::config::WorkerConfig;
+use crate::election::{Candidate, Election, ElectionError};
+use crate::guard::Cause;
+use crate::process::{Child, Ended};
+use crate::session::Session;
+
+/// A run that ends sooner than this after its start counts as a failure (SPEC §3 `handoff_after`).
+pub const QUICK_FAILURE: Duration = Duration::from_secs(10);
+
+/// Pause after an unexpected ZooKeeper error before trying again.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// What a worker is doing on this node, published on a watch channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Intermediate: no usable session yet (at start, or after one ended). Left when a session is up.
+    Connecting,
+    /// Intermediate: a candidate is in the election and `ahead` others are before it. Left when it is
+    /// first, or when the session ends.
+    Following { ahead: usize },
+    /// Intermediate: first in the election; waiting for the takeover delay, the lease, or the restart
+    /// delay before (re)starting the child. Left for `Running`, or when leadership is lost.
+    Leading,
+    /// Intermediate: the child runs. Left when it exits, is stopped, or leadership is lost.
+    Running { pid: u32, token: i64 },
+    /// Intermediate: the child is being stopped (grace period running).
+    Stopping,
+    /// Terminal: shut down; the child is stopped and the candidate deleted.
+    Stopped,
+}
+
+/// What the worker task needs from the daemon.
+#[derive(Clone)]
+pub struct Context {
+    pub node_id: String,
+    /// `<root>/<worker>`'s parent, from the client's root.
+    pub root: String,
+    /// The chroot of the connect string ("" when none), to give the child a full path.
+    pub chroot: String,
+    /// The candidate's JSON (SPEC §4).
+    pub data: Vec<u8>,
+    pub takeover_delay: Duration,
+}
+
+/// Runs one worker until `cancel`; `kill` turns a graceful stop into SIGKILL.
+pub async fn run(
+    worker: Arc<WorkerConfig>,
+    ctx: Arc<Context>,
+    mut sessions: watch::Receiver<Option<Arc<Session>>>,
+    cancel: CancellationToken,
+    kill: CancellationToken,
+    state: watch::Sender<State>,
+) {
+    let job = Job {
+        worker,
+        ctx,
+        cancel,
+        kill,
+        state,
+    };
+    loop {
+        job.set(State::Connecting);
+        let session = tokio::select! {
+            s = sessions.wait_for(Option::is_some) => match s {
+                Ok(s) => s.clone().expect("waited for Some"),
+                Err(_) => break, // the session manager is gone: the daemon is stopping
+            },
+            () = job.cancel.cancelled() => break,
+        };
+        match job.serve(&session).await {
+            Served::Shutdown => break,
+            Served::SessionEnded => {
+                // Wait for the channel to move on from this session.
+                let _ = sessions
+                    .wait_for(|s| !s.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)))
+                    .await;
+            }
+        }
+    }
+    job.set(State::Stopped);
+}
+
+enum Served {
+    Shutdown,
+    SessionEnded,
+}
+
+/// How a leadership ended.
+enum Led {
+    Shutdown,
+    /// Give leadership up and rejoin at the back (too many failures).
+    HandOff,
+    /// The candidate is gone: rejoin.
+    Lost,
+    SessionEnded,
+}
+
+struct Job {
+    worker: Arc<WorkerConfig>,
+    ctx: Arc<Context>,
+    cancel: CancellationToken,
+    kill: CancellationToken,
+    state: watch::Sender<State>,
+}
+
+impl Job {
+    fn name(&self) -> &str {
+        &self.worker.name
+    }
+
+    fn set(&self, state: State) {
+        self.state.send_replace(state);
+    }
+
+    /// Sleeps `d`, unless the worker is cancelled or the session ends first (returns false then).
+    async fn pause(&self, session: &Session, d: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(d) => true,
+            () = self.cancel.cancelled() => false,
+            () = session.ended() => false,
+        }
+    }
+
+    /// Everything this worker does within one session.
+    async fn serve(&self, session: &Session) -> Served {
+        let dir = format!("{}/{}", self.ctx.root, self.worker.name);
+        let election = Election::new(session, dir, self.ctx.data.clone());
+        let mut me = None::<Candidate>;
+        loop {
+            if self.cancel.is_cancelled() {
+                if let Some(me) = &me {
+                    let _ = election.leave(me).await;
+                }
+                return Served::Shutdown;
+            }
+            if session.has_ended() {
+                return Served::SessionEnded;
+            }
+            let candidate = match &me {
+                Some(c) => c.clone(),
+                None => {
+                    let joined = tokio::select! {
+                        r = election.join() => r,
+                        () = session.ended() => Err(ElectionError::SessionEnded),
+                    };
+                    match joined {
+                        Ok(c) => {
+                            tracing::info!(worker = self.name(), candidate = %c.path, "joined the election");
+                            me = Some(c.clone());
+                            c
+                        }
+                        Err(ElectionError::SessionEnded) => return Served::SessionEnded,
+                        Err(e) => {
+                            tracing::warn!(worker = self.name(), error = %e, "cannot join the election; retrying");
+                            self.pause(session, RETRY_PAUSE).await;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let waited = tokio::select! {
+                r = election.wait_until_first(&candidate, |ahead, predecessor| {
+                    self.set(State::Following { ahead });
+                    tracing::debug!(worker = self.name(), ahead, predecessor, "following");
+                }) => r,
+                () = self.cancel.cancelled() => continue, // the loop's top leaves the election
+            };
+            match waited {
+                Ok(()) => {}
+                Err(ElectionError::SessionEnded) => return Served::SessionEnded,
+                Err(ElectionError::CandidateGone(path)) => {
+                    tracing::warn!(worker = self.name(), candidate = %path, "our candidate is gone; rejoining");
+                    me = None;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(worker = self.name(), error = %e, "election error; retrying");
+                    self.pause(session, RETRY_PAUSE).await;
+                    continue;
+                }
+            }
+            match self.lead(session, &election, &candidate).await {
+                Led::Shutdown => {}
+                Led::SessionEnded => return Served::SessionEnded,
+                Led::Lost => me = None,
+                Led::HandOff => {
+                    if let Err(e) = election.leave(&candidate).await {
+                        tracing::warn!(worker = self.name(), error = %e, "cannot delete our candidate to hand off");
+                    }
+                    me = None;
+                }
+            }
+        }
+    }
+
+    /// Leads: runs the child, restarting it, until leadership ends.
+    async fn lead(&self, session: &Session, election: &Election<'_>, me: &Candidate) -> Led {
+        self.set(State::Leading);
+        tracing::info!(worker = self.name(), candidate = %me.path, "leading");
+        if !self.ctx.takeover_delay.is_zero() && !self.pause(session, self.ctx.takeover_delay).await
+        {
+            return self.why_stopped(session);
+        }
+        let w = &self.worker;
+        let mut failures = 0u32;
+        let mut delay = w.restart_delay;
+        loop {
+            let leadership = match election.confirm(me).await {
+                Ok(l) => l,
+                Err(ElectionError::CandidateGone(path)) => {
+                    tracing::warn!(worker = self.name(), candidate = %path, "our candidate is gone; rejoining");
+                    return Led::Lost;
+                }
+                Err(ElectionError::SessionEnded) => return Led::SessionEnded,
+                Err(e) => {
+                    tracing::warn!(worker = self.name(), error = %e, "cannot confirm leadership; retrying");
+                    if !self.pause(session, RETRY_PAUSE).await {
+                        return self.why_stopped(session);
+                    }
+                    continue;
+                }
+            };
+            // Never start a child whose grace period would not fit in what is left of the lease.
+            if !session.lease.holds_for(w.grace_period) {
+                let mut lease = session.lease.subscribe();
+                tokio::select! {
+                    _ = lease.changed() => continue,
+                    () = self.cancel.cancelled() => return Led::Shutdown,
+                    () = session.ended() => return Led::SessionEnded,
+                }
+            }
+            let deadline = session.lease.deadline().expect("the lease holds");
+            let env = [
+                ("ZK_SUPERVISE_WORKER", w.name.clone()),
+                ("ZK_SUPERVISE_NODE", self.ctx.node_id.clone()),
+                (
+                    "ZK_SUPERVISE_ZNODE",
+                    format!("{}{}", self.ctx.chroot, me.path),
+                ),
+                ("ZK_SUPERVISE_FENCING_TOKEN", leadership.token.to_string()),
+            ];
+            let outcome = match Child::spawn(w, &env, deadline).await {
+                Ok(child) => {
+                    tracing::info!(
+                        worker = self.name(),
+                        pid = child.pid(),
+                        token = leadership.token,
+                        "started"
+                    );
+                    self.set(State::Running {
+                        pid: child.pid(),
+                        token: leadership.token,
+                    });
+                    self.supervise(session, election, me, child, leadership.watch)
+                        .await
+                }
+                Err(e) => {
+                    tracing::error!(worker = self.name(), error = %e, "cannot start the command");
+                    Supervised::Failed
+                }
+            };
+            self.set(State::Leading);
+            match outcome {
+                Supervised::Led(led) => return led,
+                Supervised::LeaseLapsed => continue, // the top of the loop waits for a renewal
+                Supervised::Exited(ended) => {
+                    if ended.ran >= w.max_restart_delay {
+                        delay = w.restart_delay;
+                    }
+                    if ended.ran < QUICK_FAILURE {
+                        failures += 1;
+                    } else {
+                        failures = 0;
+                    }
+                }
+                Supervised::Failed => failures += 1,
+            }
+            if w.handoff_after > 0 && failures >= w.handoff_after {
+                tracing::warn!(
+                    worker = self.name(),
+                    failures,
+                    "handing off: too many consecutive failures"
+                );
+                return Led::HandOff;
+            }
+            tracing::info!(worker = self.name(), delay = ?delay, failures, "restarting after a delay");
+            if !self.pause(session, delay).await {
+                return self.why_stopped(session);
+            }
+            delay = (delay * 2).min(w.max_restart_delay);
+        }
+    }
+
+    fn why_stopped(&self, session: &Session) -> Led {
+        if self.cancel.is_cancelled() || !session.has_ended() {
+            Led::Shutdown
+        } else {
+            Led::SessionEnded
+        }
+    }
+
+    /// Watches a running child until it ends or leadership does.
+    async fn supervise(
+        &self,
+        session: &Session,
+        election: &Election<'_>,
+        me: &Candidate,
+        mut child: Child,
+        watch: zk::OneshotWatcher,
+    ) -> Supervised {
+        let mut lease = session.lease.subscribe();
+        let mut own: Pin<Box<dyn std::future::Future<Output = zk::WatchedEvent> + Send>> =
+            Box::pin(watch.changed());
+        loop {
+            tokio::select! {
+                ended = child.wait() => {
+                    tracing::info!(worker = self.name(), exit = %ended.exit, ran = ?ended.ran, cause = ended.cause.as_str(), "exited");
+                    return match ended.cause {
+                        Cause::Lease => {
+                            tracing::warn!(worker = self.name(), "lease lapsed: the child was stopped by its guard");
+                            Supervised::LeaseLapsed
+                        }
+                        _ => Supervised::Exited(ended),
+                    };
+                }
+                _ = lease.changed() => {
+                    let deadline = *lease.borrow_and_update();
+                    if let Some(k) = deadline {
+                        child.renew(k).await;
+                    }
+                }
+                event = &mut own => {
+                    if event.event_type == zk::EventType::Session {
+                        self.stop(&mut child, "session ended").await;
+                        return Supervised::Led(Led::SessionEnded);
+                    }
+                    if event.event_type == zk::EventType::NodeDeleted {
+                        self.stop(&mut child, "our candidate was deleted").await;
+                        return Supervised::Led(Led::Lost);
+                    }
+                    // Some other change (data set by someone): watch again.
+                    match election.confirm(me).await {
+                        Ok(l) => own = Box::pin(l.watch.changed()),
+                        Err(ElectionError::SessionEnded) => {
+                            self.stop(&mut child, "session ended").await;
+                            return Supervised::Led(Led::SessionEnded);
+                        }
+                        Err(_) => {
+                            self.stop(&mut child, "our candidate is gone").await;
+                            return Supervised::Led(Led::Lost);
+                        }
+                    }
+                }
+                () = session.ended() => {
+                    self.stop(&mut child, "session ended").await;
+                    return Supervised::Led(Led::SessionEnded);
+                }
+                () = self.cancel.cancelled() => {
+                    self.stop(&mut child, "shutdown").await;
+                    return Supervised::Led(Led::Shutdown);
+                }
+            }
+        }
+    }
+
+    /// Stops the child with its grace period, or at once once `kill` is cancelled.
+    async fn stop(&self, child: &mut Child, why: &str) -> Ended {
+        self.set(State::Stopping);
+        tracing::info!(worker = self.name(), pid = child.pid(), why, "stopping");
+        child.stop().await;
+        let ended = tokio::select! {
+            ended = child.wait() => ended,
+            () = self.kill.cancelled() => {
+                child.kill().await;
+                child.wait().await
+            }
+        };
+        tracing::info!(worker = self.name(), exit = %ended.exit, "stopped");
+        ended
+    }
+}
+
+enum Supervised {
+    Exited(Ended),
+    Failed,
+    LeaseLapsed,
+    Led(Led),
+}

@@ -167,28 +167,51 @@ impl<'a> Election<'a> {
         Ok(ordered)
     }
 
-    /// Waits until `me` is the first candidate. `on_position` is told the number of candidates ahead
-    /// each time it is known.
+    /// Waits until `me` is the first candidate, and returns the confirmed leadership.
+    ///
+    /// Each look at the queue pipelines two requests in one round trip: the list of candidates, and
+    /// `exists` with a watch on `me` (its `ephemeralOwner` must be this session). So a node whose
+    /// predecessor just left starts its child one round trip after the notification. `on_position` is
+    /// told the number of candidates ahead and the predecessor each time it waits.
     ///
     /// # Errors
-    /// [`ElectionError::CandidateGone`] if `me` disappears; [`ElectionError::SessionEnded`];
-    /// [`ElectionError::Zk`] on other failures.
+    /// [`ElectionError::CandidateGone`] if `me` disappears or is not this session's;
+    /// [`ElectionError::SessionEnded`]; [`ElectionError::Zk`] on other failures.
     ///
     /// # Cancellation safety
     /// Cancel-safe: nothing changes in ZooKeeper while waiting.
-    pub async fn wait_until_first(
+    pub async fn campaign(
         &self,
         me: &Candidate,
         mut on_position: impl FnMut(usize, &str),
-    ) -> Result<(), ElectionError> {
+    ) -> Result<Leadership, ElectionError> {
         loop {
-            let ordered = self.list().await?;
+            let (children, (stat, watch)) = self
+                .session
+                .call(|c| {
+                    let list = c.list_children(&self.dir);
+                    let own = c.check_and_watch_stat(&me.path);
+                    async move {
+                        let (list, own) = tokio::join!(list, own);
+                        Ok((list?, own?))
+                    }
+                })
+                .await?;
+            let owned = stat.filter(|s| s.ephemeral_owner == self.session.id);
+            let Some(stat) = owned else {
+                return Err(ElectionError::CandidateGone(me.path.clone()));
+            };
+            let ordered = in_order(children);
             let Some(position) = ordered.iter().position(|(_, s)| *s == me.sequence) else {
                 return Err(ElectionError::CandidateGone(me.path.clone()));
             };
             if position == 0 {
-                return Ok(());
+                return Ok(Leadership {
+                    token: stat.czxid,
+                    watch,
+                });
             }
+            drop(watch);
             let predecessor = format!("{}/{}", self.dir, ordered[position - 1].0);
             on_position(position, &predecessor);
             let (stat, watch) = self
@@ -196,7 +219,7 @@ impl<'a> Election<'a> {
                 .call(|c| c.check_and_watch_stat(&predecessor))
                 .await?;
             if stat.is_none() {
-                continue; // already gone: list again
+                continue; // already gone: look again
             }
             tokio::select! {
                 event = watch.changed() => {
@@ -209,8 +232,8 @@ impl<'a> Election<'a> {
         }
     }
 
-    /// Confirms that `me` exists and is owned by the current session, and watches it. Call it after
-    /// [`Election::wait_until_first`]: a candidate that was first stays first while it exists, since every
+    /// Confirms that `me` exists and is owned by the current session, and watches it, before a restart
+    /// of the child. Call it after [`Election::campaign`]: a candidate that was first stays first while it exists, since every
     /// later candidate gets a larger sequence number. Renews the lease as a side effect.
     ///
     /// # Errors
@@ -240,6 +263,16 @@ impl<'a> Election<'a> {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Candidates as `(name, sequence)`, sorted by sequence; names without one are left out.
+fn in_order(children: Vec<String>) -> Vec<(String, i64)> {
+    let mut ordered: Vec<(String, i64)> = children
+        .into_iter()
+        .filter_map(|name| sequence_of(&name).map(|s| (name, s)))
+        .collect();
+    ordered.sort_by_key(|(_, s)| *s);
+    ordered
 }
 
 /// The sequence number of a candidate's name: its trailing digits (10, or 19 past `i32::MAX`).

@@ -137,7 +137,7 @@ impl Guard {
             None => return Err(()),
         };
         let fail = |control: &mut UnixStream, why: String| {
-            let _ = writeln!(control, "failed {}", why.replace('\n', " "));
+            let _ = control.write_all(format!("failed {}\n", why.replace('\n', " ")).as_bytes());
         };
         if Stamp::now() >= Stamp(spec.deadline_ns) {
             fail(
@@ -179,7 +179,7 @@ impl Guard {
                 return Err(());
             }
         };
-        let _ = writeln!(control, "started {child}");
+        let _ = control.write_all(format!("started {child}\n").as_bytes());
         if let Err(e) = control.set_nonblocking(true) {
             let _ = killpg(child, Signal::SIGKILL);
             fail(&mut control, format!("control socket: {e}"));
@@ -372,7 +372,8 @@ impl Guard {
         };
         let cause = self.stopping.unwrap_or(Cause::Itself);
         let _ = self.control.set_nonblocking(false);
-        let _ = writeln!(self.control, "exited {status} {}", cause.as_str());
+        let report = format!("exited {status} {}\n", cause.as_str());
+        let _ = self.control.write_all(report.as_bytes());
         0
     }
 }

@@ -81,7 +81,8 @@ pub struct Child {
     started: Instant,
     control: OwnedWriteHalf,
     events: mpsc::UnboundedReceiver<Event>,
-    guard: tokio::process::Child,
+    /// Held only so that dropping the `Child` hands the guard to tokio, which reaps it.
+    _guard: tokio::process::Child,
     ended: Option<Ended>,
 }
 
@@ -142,7 +143,7 @@ impl Child {
                 started: Instant::now(),
                 control,
                 events,
-                guard,
+                _guard: guard,
                 ended: None,
             }),
             Some(Event::Failed(why)) => {
@@ -208,7 +209,9 @@ impl Child {
             ran: self.started.elapsed(),
         };
         self.ended = Some(ended);
-        let _ = self.guard.wait().await;
+        // The child and its group are gone once the guard says so; the guard exits right after, and
+        // tokio reaps it in the background when `self.guard` is dropped. Waiting for that here would
+        // only delay the handoff.
         ended
     }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
 use crate::config::WorkerConfig;
-use crate::election::{Candidate, Election, ElectionError};
+use crate::election::{Candidate, Election, ElectionError, Leadership};
 use crate::guard::Cause;
 use crate::process::{Child, Ended};
 use crate::session::Session;
@@ -174,14 +174,14 @@ impl Job {
                 }
             };
             let waited = tokio::select! {
-                r = election.wait_until_first(&candidate, |ahead, predecessor| {
+                r = election.campaign(&candidate, |ahead, predecessor| {
                     self.set(State::Following { ahead });
                     tracing::debug!(worker = self.name(), ahead, predecessor, "following");
                 }) => r,
                 () = self.cancel.cancelled() => continue, // the loop's top leaves the election
             };
-            match waited {
-                Ok(()) => {}
+            let leadership = match waited {
+                Ok(l) => l,
                 Err(ElectionError::SessionEnded) => return Served::SessionEnded,
                 Err(ElectionError::CandidateGone(path)) => {
                     tracing::warn!(worker = self.name(), candidate = %path, "our candidate is gone; rejoining");
@@ -193,8 +193,8 @@ impl Job {
                     self.pause(session, RETRY_PAUSE).await;
                     continue;
                 }
-            }
-            match self.lead(session, &election, &candidate).await {
+            };
+            match self.lead(session, &election, &candidate, leadership).await {
                 Led::Shutdown => {}
                 Led::SessionEnded => return Served::SessionEnded,
                 Led::Lost => me = None,
@@ -208,8 +208,15 @@ impl Job {
         }
     }
 
-    /// Leads: runs the child, restarting it, until leadership ends.
-    async fn lead(&self, session: &Session, election: &Election<'_>, me: &Candidate) -> Led {
+    /// Leads: runs the child, restarting it, until leadership ends. `first` is the leadership the
+    /// campaign confirmed; every restart confirms it again.
+    async fn lead(
+        &self,
+        session: &Session,
+        election: &Election<'_>,
+        me: &Candidate,
+        first: Leadership,
+    ) -> Led {
         self.set(State::Leading);
         tracing::info!(worker = self.name(), candidate = %me.path, "leading");
         if !self.ctx.takeover_delay.is_zero() && !self.pause(session, self.ctx.takeover_delay).await
@@ -219,8 +226,14 @@ impl Job {
         let w = &self.worker;
         let mut failures = 0u32;
         let mut delay = w.restart_delay;
+        // After a takeover delay the campaign's confirmation is stale: confirm again.
+        let mut confirmed = self.ctx.takeover_delay.is_zero().then_some(first);
         loop {
-            let leadership = match election.confirm(me).await {
+            let confirmation = match confirmed.take() {
+                Some(l) => Ok(l),
+                None => election.confirm(me).await,
+            };
+            let leadership = match confirmation {
                 Ok(l) => l,
                 Err(ElectionError::CandidateGone(path)) => {
                     tracing::warn!(worker = self.name(), candidate = %path, "our candidate is gone; rejoining");

@@ -19,5 +19,11 @@ if [[ -z "${RUST_TEST_THREADS:-}" ]]; then
     RUST_TEST_THREADS=$((cores < 4 ? cores : 4))
     export RUST_TEST_THREADS
 fi
+# By default: the library's and binary's unit tests and every integration test. Not the doc tests (there are
+# none, and their empty "0 passed" would be the run's last word) and not bench/ (benchmarks print figures; they
+# are run by hand, see README).
+if [[ $# -eq 0 ]]; then
+    set -- --lib --bins --tests
+fi
 echo "test.sh: cargo test --locked $* (RUST_TEST_THREADS=$RUST_TEST_THREADS)" >&2
 exec cargo test --locked "$@"

@@ -727,6 +727,27 @@ impl ZkEnsemble {
         }
     }
 
+    /// Starts every stopped member again at once (a quorum needs more than one), and waits until every member
+    /// serves as leader or follower.
+    pub fn restart_all(&mut self) {
+        for node in self.nodes.iter_mut().filter(|n| n.process.is_none()) {
+            node.spawn();
+        }
+        let deadline = Instant::now() + ZK_START_TIMEOUT;
+        let failure = self.nodes.iter().find_map(|node| {
+            node.wait_serving(&["leader", "follower"], deadline)
+                .err()
+                .map(|e| (node.name.clone(), e))
+        });
+        if let Some((name, error)) = failure {
+            let why = match error {
+                StartError::AddrInUse => "its ports are taken".to_owned(),
+                StartError::Failed(why) => why,
+            };
+            panic!("restart {name}: {why}\n{}", logs(&self.nodes, &name));
+        }
+    }
+
     /// The index of the current leader among the running members; waits (up to 30 s) for one to be elected.
     pub fn leader_index(&self) -> usize {
         let mut leader = None;
@@ -1085,6 +1106,8 @@ struct ProxyConn {
     upstream: Option<TcpStream>,
     /// Lived through a partition: its streams are garbage, heal closes it.
     tainted: AtomicBool,
+    /// Replies from the server are no longer forwarded (a request's reply is being lost).
+    mute: AtomicBool,
     done: AtomicBool,
 }
 
@@ -1103,6 +1126,8 @@ struct ProxyShared {
     /// Guards `partitioned` changes together with the connection list.
     conns: Mutex<Vec<Arc<ProxyConn>>>,
     partitioned: AtomicBool,
+    /// Armed by [`Proxy::lose_next_candidate_create_reply`].
+    cut_on_create: AtomicBool,
     closing: AtomicBool,
 }
 
@@ -1124,6 +1149,7 @@ impl Proxy {
             upstream,
             conns: Mutex::new(Vec::new()),
             partitioned: AtomicBool::new(false),
+            cut_on_create: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         });
         let accepting = shared.clone();
@@ -1159,6 +1185,7 @@ impl Proxy {
                 client,
                 upstream,
                 tainted: AtomicBool::new(shared.partitioned.load(Ordering::SeqCst)),
+                mute: AtomicBool::new(false),
                 done: AtomicBool::new(false),
             });
             conns.push(conn.clone());
@@ -1176,7 +1203,7 @@ impl Proxy {
             Some(upstream) => {
                 let (to_upstream, from_upstream) = (upstream.try_clone()?, upstream.try_clone()?);
                 let to_client = conn.client.try_clone()?;
-                Proxy::pump(from_client, Some(to_upstream), conn.clone(), shared.clone());
+                Proxy::pump_requests(from_client, to_upstream, conn.clone(), shared.clone());
                 Proxy::pump(from_upstream, Some(to_client), conn.clone(), shared.clone());
             }
             None => Proxy::pump(from_client, None, conn.clone(), shared.clone()),
@@ -1206,6 +1233,9 @@ impl Proxy {
                 if conn.tainted.load(Ordering::SeqCst) {
                     break;
                 }
+                if conn.mute.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let Some(to) = to.as_mut() else { break };
                 if to.write_all(&buf[..n]).is_err() {
                     break;
@@ -1213,6 +1243,68 @@ impl Proxy {
             }
             conn.close();
         });
+    }
+
+    /// Client to server: like [`Proxy::pump`], but whole ZooKeeper frames at a time (each is length-prefixed),
+    /// so that a create of a candidate (`/_c_` in its path) can be let through while its reply is lost.
+    fn pump_requests(
+        mut from: TcpStream,
+        mut to: TcpStream,
+        conn: Arc<ProxyConn>,
+        shared: Arc<ProxyShared>,
+    ) {
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut pending = Vec::new();
+            let mut frames = 0usize;
+            'read: loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if shared.partitioned.load(Ordering::SeqCst) {
+                    conn.tainted.store(true, Ordering::SeqCst);
+                    pending.clear();
+                    continue;
+                }
+                if conn.tainted.load(Ordering::SeqCst) {
+                    break;
+                }
+                pending.extend_from_slice(&buf[..n]);
+                while pending.len() >= 4 {
+                    let len = i32::from_be_bytes([pending[0], pending[1], pending[2], pending[3]]);
+                    let end = 4 + usize::try_from(len).unwrap_or(0);
+                    if pending.len() < end {
+                        break;
+                    }
+                    let frame: Vec<u8> = pending.drain(..end).collect();
+                    frames += 1;
+                    // Every frame after the connect request: xid, op code, then the body; a create's body starts
+                    // with its path.
+                    let cut = frames > 1
+                        && is_candidate_create(&frame)
+                        && shared.cut_on_create.swap(false, Ordering::SeqCst);
+                    if cut {
+                        conn.mute.store(true, Ordering::SeqCst);
+                    }
+                    if to.write_all(&frame).is_err() {
+                        break 'read;
+                    }
+                    if cut {
+                        // Let the server apply it, then drop the connection before the reply goes back.
+                        thread::sleep(Duration::from_millis(100));
+                        break 'read;
+                    }
+                }
+            }
+            conn.close();
+        });
+    }
+
+    /// Lets the next create of a candidate znode (a path with `/_c_`) reach the server, and cuts the connection
+    /// before its reply reaches the client: a create whose reply is lost.
+    pub fn lose_next_candidate_create_reply(&self) {
+        self.shared.cut_on_create.store(true, Ordering::SeqCst);
     }
 
     /// "127.0.0.1:<port>".
@@ -1253,6 +1345,24 @@ impl Drop for Proxy {
         }
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
     }
+}
+
+/// Whether a ZooKeeper request frame (length prefix included) creates a candidate: op code create (1) or
+/// create2 (15), and a path containing `/_c_`.
+fn is_candidate_create(frame: &[u8]) -> bool {
+    let int = |at: usize| {
+        frame
+            .get(at..at + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (Some(op), Some(path_len)) = (int(8), int(12)) else {
+        return false;
+    };
+    let path_len = usize::try_from(path_len).unwrap_or(0);
+    matches!(op, 1 | 15)
+        && frame
+            .get(16..16 + path_len)
+            .is_some_and(|path| path.windows(4).any(|w| w == b"/_c_"))
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -145,7 +145,12 @@ fn a_candidate_whose_create_reply_was_lost_is_found_again() {
     proxy.lose_next_candidate_create_reply();
     let worker = WorkerSpec::new("w", witness.command());
     let a = Supervisor::start(
-        &config(&proxy.connect_string(), &root, S_STR, &[worker.clone()]),
+        &config(
+            &proxy.connect_string(),
+            &root,
+            S_STR,
+            std::slice::from_ref(&worker),
+        ),
         "a",
     );
     witness.wait_live("w", Some("a"), Duration::from_secs(20));

@@ -130,9 +130,20 @@ impl<'a> Election<'a> {
                     });
                 }
                 Err(zk::Error::ConnectionLoss) => {
-                    // The create may or may not have happened: look for our marker.
-                    if let Some(found) = self.find_own().await? {
-                        return Ok(found);
+                    // The create may or may not have happened: look for our marker, until the
+                    // listing gets an answer. Giving up here would leave a ghost if it did happen.
+                    loop {
+                        match self.find_own().await {
+                            Ok(Some(found)) => return Ok(found),
+                            Ok(None) => break, // it did not: create again
+                            Err(ElectionError::Zk(_)) => {
+                                tokio::select! {
+                                    () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                                    () = self.session.ended() => return Err(ElectionError::SessionEnded),
+                                }
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -158,13 +169,9 @@ impl<'a> Election<'a> {
 
     /// The candidates in queue order: `(name, sequence)`, sorted by sequence.
     async fn list(&self) -> Result<Vec<(String, i64)>, ElectionError> {
-        let children = self.session.call(|c| c.list_children(&self.dir)).await?;
-        let mut ordered: Vec<(String, i64)> = children
-            .into_iter()
-            .filter_map(|name| sequence_of(&name).map(|s| (name, s)))
-            .collect();
-        ordered.sort_by_key(|(_, s)| *s);
-        Ok(ordered)
+        Ok(in_order(
+            self.session.call(|c| c.list_children(&self.dir)).await?,
+        ))
     }
 
     /// Waits until `me` is the first candidate, and returns the confirmed leadership.
@@ -202,6 +209,7 @@ impl<'a> Election<'a> {
                 return Err(ElectionError::CandidateGone(me.path.clone()));
             };
             let ordered = in_order(children);
+            self.delete_duplicates(me, &ordered).await;
             let Some(position) = ordered.iter().position(|(_, s)| *s == me.sequence) else {
                 return Err(ElectionError::CandidateGone(me.path.clone()));
             };
@@ -228,6 +236,19 @@ impl<'a> Election<'a> {
                     }
                 }
                 () = self.session.ended() => return Err(ElectionError::SessionEnded),
+            }
+        }
+    }
+
+    /// Deletes any other candidate of this session: a create whose reply was lost and that the server
+    /// applied after it was looked for. Best effort; the next look at the queue tries again.
+    async fn delete_duplicates(&self, me: &Candidate, ordered: &[(String, i64)]) {
+        let prefix = self.prefix();
+        for (name, sequence) in ordered {
+            if *sequence != me.sequence && name.starts_with(&prefix) {
+                let path = format!("{}/{name}", self.dir);
+                tracing::warn!(candidate = %path, "deleting a duplicate candidate of this session");
+                let _ = self.session.call(|c| c.delete(&path, None)).await;
             }
         }
     }

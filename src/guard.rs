@@ -16,15 +16,18 @@
 //!   (killed, crashed, OOM): the guard SIGKILLs the child's process group at once.
 //! * a **signalfd** for SIGCHLD, so the guard reaps its child, and any orphan that comes back to it, the
 //!   moment it dies.
-//! * the **timeout** is the next lease action: the stop signal to the group at `K - grace_period`, SIGKILL
-//!   at `K`. It is computed on `CLOCK_BOOTTIME`, the same clock the supervisor stamps `K` with.
+//! * a **timerfd** on `CLOCK_BOOTTIME`, the clock the supervisor stamps `K` with, armed with the absolute
+//!   time of the next lease action: the stop signal to the group at `K - grace_period`, SIGKILL at `K`.
+//!   (A poll timeout would run on the monotonic clock, which stops while the host is suspended.)
 //!
 //! The child runs in its own process group (so a stop reaches its whole tree) with
 //! `PR_SET_PDEATHSIG(SIGKILL)` set from the guard's only thread (so a SIGKILLed guard takes its direct
 //! child with it). The guard is a child subreaper: a grandchild that double-forks out of the group is
 //! re-parented to the guard, which kills every remaining descendant before it reports the exit.
-//! The guard ignores SIGINT, SIGTERM, SIGHUP and SIGQUIT — a Ctrl-C in the supervisor's terminal must not
-//! bypass the grace period — and restores their defaults in the child.
+//! The guard runs in a process group of its own and ignores SIGINT, SIGTERM, SIGHUP, SIGQUIT and the job
+//! control signals: a Ctrl-C or Ctrl-Z in the supervisor's terminal must neither bypass the grace period
+//! nor freeze enforcement. The child starts with an empty signal mask and default dispositions, and its
+//! parent-death signal is set after its credentials change (a change of credentials clears it).
 //!
 //! The guard never writes to its stdout or stderr: they belong to the child, whose output the
 //! supervisor reads.
@@ -41,6 +44,9 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, kill, killpg, SigHandler, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timer::{Expiration, TimerSetTimeFlags};
+use nix::sys::timerfd::{ClockId as TimerClock, TimerFd, TimerFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{Gid, Group, Pid, Uid, User};
 use serde::{Deserialize, Serialize};
@@ -110,6 +116,8 @@ struct Guard {
     control: UnixStream,
     inbox: Vec<u8>,
     sigchld: SignalFd,
+    /// Fires at the next lease action, on `CLOCK_BOOTTIME`.
+    timer: TimerFd,
     child: Pid,
     stop_signal: Signal,
     grace: Duration,
@@ -147,12 +155,7 @@ impl Guard {
             return Err(());
         }
         let stop_signal = Signal::try_from(spec.stop_signal).unwrap_or(Signal::SIGTERM);
-        for sig in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-        ] {
+        for sig in IGNORED {
             // SAFETY: SIG_IGN installs no handler code.
             let _ = unsafe { signal::signal(sig, SigHandler::SigIgn) };
         }
@@ -165,6 +168,14 @@ impl Guard {
             Ok(fd) => fd,
             Err(e) => {
                 fail(&mut control, format!("signalfd: {e}"));
+                return Err(());
+            }
+        };
+        let timer_flags = TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK;
+        let timer = match TimerFd::new(TimerClock::CLOCK_BOOTTIME, timer_flags) {
+            Ok(t) => t,
+            Err(e) => {
+                fail(&mut control, format!("timerfd: {e}"));
                 return Err(());
             }
         };
@@ -189,6 +200,7 @@ impl Guard {
             control,
             inbox,
             sigchld,
+            timer,
             child,
             stop_signal,
             grace: Duration::from_millis(spec.grace_ms),
@@ -208,11 +220,12 @@ impl Guard {
                 self.kill_descendants();
                 return self.report();
             }
-            let timeout = self.next_wakeup();
+            let timeout = self.arm_timer();
             let control_fd = self.control.as_fd();
             let mut fds = [
                 PollFd::new(control_fd, PollFlags::POLLIN),
                 PollFd::new(self.sigchld.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.timer.as_fd(), PollFlags::POLLIN),
             ];
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
@@ -221,6 +234,10 @@ impl Guard {
             let control_ready = fds[0].any().unwrap_or(false);
             if fds[1].any().unwrap_or(false) {
                 while let Ok(Some(_)) = self.sigchld.read_signal() {}
+            }
+            if fds[2].any().unwrap_or(false) {
+                let mut expirations = [0u8; 8];
+                let _ = nix::unistd::read(&self.timer, &mut expirations);
             }
             if control_ready && !self.read_control() {
                 // The supervisor is gone: nobody will renew the lease or read our report.
@@ -280,7 +297,38 @@ impl Guard {
         }
     }
 
-    fn next_wakeup(&self) -> PollTimeout {
+    /// Sets the timer to the next action's time on `CLOCK_BOOTTIME` (absolute, so a suspended host that
+    /// resumes past the deadline acts at once); returns a poll timeout for the one case the timer cannot
+    /// serve (waiting for the rest of a group, polled every 20 ms).
+    fn arm_timer(&self) -> PollTimeout {
+        let next = self.next_action();
+        let armed = match next {
+            None => self.timer.unset(),
+            Some(at) => {
+                #[allow(clippy::cast_possible_wrap)]
+                let ts =
+                    TimeSpec::new((at.0 / 1_000_000_000) as i64, (at.0 % 1_000_000_000) as i64);
+                self.timer.set(
+                    Expiration::OneShot(ts),
+                    TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+                )
+            }
+        };
+        if armed.is_err() {
+            // Without a timer, fall back on poll's own timeout (monotonic: late across a suspend).
+            return next.map_or(PollTimeout::NONE, |at| {
+                PollTimeout::try_from(at.remaining().as_micros().div_ceil(1000))
+                    .unwrap_or(PollTimeout::MAX)
+            });
+        }
+        if self.status.is_some() {
+            PollTimeout::from(20u8)
+        } else {
+            PollTimeout::NONE
+        }
+    }
+
+    fn next_action(&self) -> Option<Stamp> {
         let mut next = None::<Stamp>;
         let mut consider = |s: Stamp| next = Some(next.map_or(s, |n: Stamp| n.min(s)));
         if self.stopping.is_none() {
@@ -292,18 +340,7 @@ impl Guard {
                 consider(k);
             }
         }
-        if self.status.is_some() {
-            // The main process is gone but its group is not: look again soon.
-            consider(Stamp::now().plus(Duration::from_millis(20)));
-        }
-        match next {
-            None => PollTimeout::NONE,
-            Some(at) => {
-                // Round up so the action is due when poll returns.
-                let ms = at.remaining().as_micros().div_ceil(1000);
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-            }
-        }
+        next
     }
 
     fn signal_group(&mut self, sig: Signal, cause: Cause) {
@@ -377,6 +414,19 @@ impl Guard {
         0
     }
 }
+
+/// Signals the guard ignores: it answers only to its control socket. A Ctrl-C or Ctrl-Z in the
+/// supervisor's terminal, or a signal to the supervisor's process group, must neither skip the grace
+/// period nor freeze enforcement. (The guard also runs in a process group of its own.)
+const IGNORED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
 
 /// Whether no process of the group `pgid` is left.
 fn group_is_gone(pgid: Pid) -> bool {
@@ -493,25 +543,26 @@ fn spawn(spec: &Spec) -> Result<Pid, String> {
     // closure only makes system calls.
     unsafe {
         cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            if nix::unistd::getppid() != guard_pid {
-                // The guard died before PR_SET_PDEATHSIG was in place.
-                return Err(io::Error::other("guard exited"));
-            }
-            for sig in [
-                Signal::SIGINT,
-                Signal::SIGTERM,
-                Signal::SIGHUP,
-                Signal::SIGQUIT,
-            ] {
-                signal::signal(sig, SigHandler::SigDfl)?;
-            }
             if let Some(c) = &creds {
                 if Uid::effective().is_root() {
                     nix::unistd::setgroups(&c.groups)?;
                 }
                 nix::unistd::setgid(c.gid)?;
                 nix::unistd::setuid(c.uid)?;
+            }
+            // After the credentials: changing them clears the parent-death signal.
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if nix::unistd::getppid() != guard_pid {
+                // The guard died before PR_SET_PDEATHSIG was in place.
+                return Err(io::Error::other("guard exited"));
+            }
+            // The child starts as a fresh process would: no blocked signals (the guard blocks SIGCHLD for
+            // its signalfd) and default dispositions (the guard ignores job-control and stop signals).
+            SigSet::empty().thread_set_mask()?;
+            for sig in
+                Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
+            {
+                signal::signal(sig, SigHandler::SigDfl)?;
             }
             Ok(())
         });

@@ -98,6 +98,15 @@ impl Lease {
         self.deadline.send_replace(Some(k));
     }
 
+    /// `L`: the send time of the latest answered request, if any.
+    #[must_use]
+    pub fn last_renewal(&self) -> Option<Stamp> {
+        *self
+            .last_sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The deadline `K`, if the lease was ever renewed.
     #[must_use]
     pub fn deadline(&self) -> Option<Stamp> {

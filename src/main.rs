@@ -88,24 +88,31 @@ fn run(cfg: config::Config) -> ExitCode {
             return ExitCode::from(EXIT_FATAL);
         }
     };
-    runtime.block_on(async move {
-        let control = Control::default();
-        if let Err(e) = handle_signals(control.clone()) {
-            eprintln!("zk-supervise: cannot install signal handlers: {e}");
-            return ExitCode::from(EXIT_FATAL);
+    // A panic anywhere is a fatal runtime error (exit 1), not Rust's 101; the guards then kill the
+    // children, as they do whenever the supervisor dies.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(serve(cfg))
+    }));
+    outcome.unwrap_or_else(|_| ExitCode::from(EXIT_FATAL))
+}
+
+async fn serve(cfg: config::Config) -> ExitCode {
+    let control = Control::default();
+    if let Err(e) = handle_signals(control.clone()) {
+        eprintln!("zk-supervise: cannot install signal handlers: {e}");
+        return ExitCode::from(EXIT_FATAL);
+    }
+    match zk_supervise::run(cfg, control, |_| {}).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_config() => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_CONFIG)
         }
-        match zk_supervise::run(cfg, control, |_| {}).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) if e.is_config() => {
-                eprintln!("{e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-            Err(e) => {
-                eprintln!("zk-supervise: {e}");
-                ExitCode::from(EXIT_FATAL)
-            }
+        Err(e) => {
+            eprintln!("zk-supervise: {e}");
+            ExitCode::from(EXIT_FATAL)
         }
-    })
+    }
 }
 
 /// SIGTERM or SIGINT: clean shutdown; a second one: SIGKILL the children now.
@@ -113,12 +120,19 @@ fn handle_signals(control: Control) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         let mut seen = 0;
         loop {
             let name = tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
+                _ = hup.recv() => {
+                    // Without a handler SIGHUP would kill the daemon (and, through the guards, every
+                    // child without grace).
+                    tracing::warn!("SIGHUP: reloading the config is not supported yet; ignored");
+                    continue;
+                }
             };
             seen += 1;
             if seen == 1 {

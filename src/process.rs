@@ -103,6 +103,8 @@ impl Child {
         cmd.arg0("zk-supervise")
             .arg("__guard")
             .arg(&worker.name)
+            // Its own process group: a signal to the supervisor's group (Ctrl-Z) must not reach it.
+            .process_group(0)
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -200,7 +202,12 @@ impl Child {
             match self.events.recv().await {
                 Some(Event::Exited(exit, cause)) => break (exit, cause),
                 Some(_) => {}
-                None => break (Exit::Unknown, Cause::Itself),
+                None => {
+                    // The guard died without reporting (killed by hand, OOM): its direct child died with it
+                    // (parent-death signal), but the rest of the group may not have. Finish the job.
+                    kill_group(self.pid).await;
+                    break (Exit::Unknown, Cause::Itself);
+                }
             }
         };
         let ended = Ended {
@@ -214,6 +221,26 @@ impl Child {
         // only delay the handoff.
         ended
     }
+}
+
+/// SIGKILLs the process group `pgid` and waits (up to 5 s) until it is gone.
+async fn kill_group(pgid: u32) {
+    let Ok(raw) = i32::try_from(pgid) else { return };
+    let pgid = nix::unistd::Pid::from_raw(raw);
+    tracing::warn!(
+        pgid = raw,
+        "the guard is gone: killing what is left of its child's process group"
+    );
+    for _ in 0..500 {
+        if nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).is_err() {
+            return; // ESRCH: nothing left
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::error!(
+        pgid = raw,
+        "processes of the group survived SIGKILL for 5 s"
+    );
 }
 
 async fn read_events(read: tokio::net::unix::OwnedReadHalf, tx: mpsc::UnboundedSender<Event>) {

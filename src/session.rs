@@ -11,6 +11,7 @@
 //! do not count.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ pub struct Session {
     pub marker: String,
     pub lease: Lease,
     ended: CancellationToken,
+    rtt_ns: AtomicU64,
 }
 
 impl Session {
@@ -42,6 +44,7 @@ impl Session {
             lease: Lease::new(client.session_timeout()),
             client,
             ended: CancellationToken::new(),
+            rtt_ns: AtomicU64::new(0),
         }
     }
 
@@ -70,8 +73,18 @@ impl Session {
         let result = request(&self.client).await;
         if answered(&result) {
             self.lease.renew(sent);
+            let rtt = u64::try_from(Stamp::now().since(sent).as_nanos()).unwrap_or(u64::MAX);
+            // A slowly decaying maximum of recent round trips.
+            let old = self.rtt_ns.load(Ordering::Relaxed);
+            self.rtt_ns.store(rtt.max(old - old / 8), Ordering::Relaxed);
         }
         result
+    }
+
+    /// Recent round-trip times, as a slowly decaying maximum.
+    #[must_use]
+    pub fn rtt(&self) -> Duration {
+        Duration::from_nanos(self.rtt_ns.load(Ordering::Relaxed))
     }
 
     /// Resolves once this session has ended (expired, closed, or authentication failed).
@@ -183,7 +196,14 @@ async fn connect(config: &Config, stop: &CancellationToken) -> Option<zk::Client
 
 /// Renews the lease every `S/5` until the session ends (returns its final state) or `stop` is
 /// cancelled (returns `None`; the session is closed when the last client handle is dropped).
-async fn keep_alive(session: &Session, stop: &CancellationToken) -> Option<zk::SessionState> {
+///
+/// A light request is sent when `S/5`, less a small slack, has passed since the last request the
+/// server answered (or the last heartbeat, if that one is unanswered). The slack (twice the recent
+/// round trip plus 20 ms, at most `S/20`) makes the answer arrive before the guard of a child whose
+/// grace period is as long as the lease allows would stop it: for such a child the stop signal is due
+/// exactly `S/5` after the last renewal. Each heartbeat runs in its own task, so a slow answer still
+/// renews the lease when it comes.
+async fn keep_alive(session: &Arc<Session>, stop: &CancellationToken) -> Option<zk::SessionState> {
     let period = session.timeout() / 5;
     let mut states = session.client.state_watcher();
     let initial = session.client.state();
@@ -191,11 +211,23 @@ async fn keep_alive(session: &Session, stop: &CancellationToken) -> Option<zk::S
         return Some(initial);
     }
     let beat = async {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_beat = Stamp::now();
         loop {
-            tick.tick().await;
-            let _ = tokio::time::timeout(period, session.call(|c| c.check_stat("/"))).await;
+            let slack = (Duration::from_millis(20) + 2 * session.rtt()).min(session.timeout() / 20);
+            let last = session
+                .lease
+                .last_renewal()
+                .map_or(last_beat, |l| l.max(last_beat));
+            let due = last.plus(period.saturating_sub(slack));
+            if due > Stamp::now() {
+                tokio::time::sleep(due.remaining()).await;
+                continue; // something else may have renewed the lease meanwhile
+            }
+            last_beat = Stamp::now();
+            let session = session.clone();
+            tokio::spawn(async move {
+                let _ = session.call(|c| c.check_stat("/")).await;
+            });
         }
     };
     let terminal = async {

@@ -126,7 +126,9 @@ pub async fn run(
     }
 }
 
-/// Waits for every worker task; past the largest grace period plus a margin, SIGKILLs what is left.
+/// Waits for every worker task. Past the largest grace period plus a margin, SIGKILLs the children
+/// left; if tasks are still busy after that (deleting candidates from an unreachable ZooKeeper), aborts
+/// them: their children are dead, and their candidates go with the session.
 async fn drain(tasks: &mut JoinSet<()>, config: &Config, control: &Control) {
     let largest_grace = config
         .workers
@@ -134,8 +136,10 @@ async fn drain(tasks: &mut JoinSet<()>, config: &Config, control: &Control) {
         .map(|w| w.grace_period)
         .max()
         .unwrap_or_default();
-    let deadline = tokio::time::sleep(largest_grace + Duration::from_secs(5));
+    let margin = Duration::from_secs(5);
+    let deadline = tokio::time::sleep(largest_grace + margin);
     tokio::pin!(deadline);
+    let mut killed = false;
     loop {
         tokio::select! {
             next = tasks.join_next() => match next {
@@ -143,9 +147,16 @@ async fn drain(tasks: &mut JoinSet<()>, config: &Config, control: &Control) {
                 Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Some(_) => {}
             },
-            () = &mut deadline, if !control.kill.is_cancelled() => {
+            () = &mut deadline => {
+                if killed {
+                    tracing::error!(left = tasks.len(), "workers still busy after their children were killed: abandoning them");
+                    tasks.shutdown().await;
+                    return;
+                }
                 tracing::warn!("children still running past the largest grace period: killing them");
                 control.kill.cancel();
+                killed = true;
+                deadline.as_mut().reset(tokio::time::Instant::now() + margin);
             }
         }
     }

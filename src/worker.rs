@@ -66,12 +66,17 @@ pub async fn run(
     kill: CancellationToken,
     state: watch::Sender<State>,
 ) {
+    let backoff = std::sync::Mutex::new(Backoff {
+        delay: worker.restart_delay,
+        not_before: None,
+    });
     let job = Job {
         worker,
         ctx,
         cancel,
         kill,
         state,
+        backoff,
     };
     loop {
         job.set(State::Connecting);
@@ -107,6 +112,9 @@ enum Led {
     HandOff,
     /// The candidate is gone: rejoin.
     Lost,
+    /// Leadership could not be confirmed (connection loss...): look at the queue again with the same
+    /// candidate, which may well still be first.
+    Retry,
     SessionEnded,
 }
 
@@ -116,6 +124,38 @@ struct Job {
     cancel: CancellationToken,
     kill: CancellationToken,
     state: watch::Sender<State>,
+    /// Kept across leaderships, so that giving leadership up and winning it back (a lone node) does not
+    /// reset the restart delay.
+    backoff: std::sync::Mutex<Backoff>,
+}
+
+/// The restart delay of SPEC §3: doubles after each exit up to `max_restart_delay`, back to
+/// `restart_delay` once a child has run for `max_restart_delay`.
+#[derive(Debug)]
+struct Backoff {
+    delay: Duration,
+    /// No start before this.
+    not_before: Option<tokio::time::Instant>,
+}
+
+impl Backoff {
+    /// Records an exit after `ran`; returns how long to wait before the next start.
+    fn exited(&mut self, worker: &WorkerConfig, ran: Duration) -> Duration {
+        if ran >= worker.max_restart_delay {
+            self.delay = worker.restart_delay;
+        }
+        let wait = self.delay;
+        self.not_before = Some(tokio::time::Instant::now() + wait);
+        self.delay = (self.delay * 2).min(worker.max_restart_delay);
+        wait
+    }
+
+    /// How long is left of the current wait.
+    fn remaining(&self) -> Duration {
+        self.not_before.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(tokio::time::Instant::now())
+        })
+    }
 }
 
 impl Job {
@@ -198,9 +238,23 @@ impl Job {
                 Led::Shutdown => {}
                 Led::SessionEnded => return Served::SessionEnded,
                 Led::Lost => me = None,
+                Led::Retry => {
+                    self.pause(session, RETRY_PAUSE).await;
+                }
                 Led::HandOff => {
-                    if let Err(e) = election.leave(&candidate).await {
-                        tracing::warn!(worker = self.name(), error = %e, "cannot delete our candidate to hand off");
+                    // Until the candidate is really gone, a new one would queue behind it: a ghost that
+                    // leads while nobody runs the worker.
+                    loop {
+                        match election.leave(&candidate).await {
+                            Ok(()) => break,
+                            Err(ElectionError::SessionEnded) => return Served::SessionEnded,
+                            Err(e) => {
+                                tracing::warn!(worker = self.name(), error = %e, "cannot delete our candidate to hand off; retrying");
+                                if !self.pause(session, RETRY_PAUSE).await {
+                                    break;
+                                }
+                            }
+                        }
                     }
                     me = None;
                 }
@@ -225,7 +279,6 @@ impl Job {
         }
         let w = &self.worker;
         let mut failures = 0u32;
-        let mut delay = w.restart_delay;
         // After a takeover delay the campaign's confirmation is stale: confirm again.
         let mut confirmed = self.ctx.takeover_delay.is_zero().then_some(first);
         loop {
@@ -248,16 +301,31 @@ impl Job {
                     continue;
                 }
             };
+            // The restart delay left from an earlier exit, possibly of an earlier leadership.
+            let wait = lock(&self.backoff).remaining();
+            if !wait.is_zero() {
+                tracing::info!(worker = self.name(), delay = ?wait, "waiting out the restart delay");
+                if !self.pause(session, wait).await {
+                    return self.why_stopped(session);
+                }
+                continue; // confirm again
+            }
+            // Subscribe before reading the deadline, so no renewal falls between the two.
+            let mut lease = session.lease.subscribe();
             // Never start a child whose grace period would not fit in what is left of the lease.
             if !session.lease.holds_for(w.grace_period) {
-                let mut lease = session.lease.subscribe();
                 tokio::select! {
                     _ = lease.changed() => continue,
                     () = self.cancel.cancelled() => return Led::Shutdown,
                     () = session.ended() => return Led::SessionEnded,
                 }
             }
-            let deadline = session.lease.deadline().expect("the lease holds");
+            let Some(deadline) = *lease.borrow_and_update() else {
+                continue;
+            };
+            if self.cancel.is_cancelled() {
+                return Led::Shutdown;
+            }
             let env = [
                 ("ZK_SUPERVISE_WORKER", w.name.clone()),
                 ("ZK_SUPERVISE_NODE", self.ctx.node_id.clone()),
@@ -279,7 +347,7 @@ impl Job {
                         pid: child.pid(),
                         token: leadership.token,
                     });
-                    self.supervise(session, election, me, child, leadership.watch)
+                    self.supervise(session, election, me, child, leadership.watch, lease)
                         .await
                 }
                 Err(e) => {
@@ -288,21 +356,23 @@ impl Job {
                 }
             };
             self.set(State::Leading);
-            match outcome {
+            let ran = match outcome {
                 Supervised::Led(led) => return led,
                 Supervised::LeaseLapsed => continue, // the top of the loop waits for a renewal
                 Supervised::Exited(ended) => {
-                    if ended.ran >= w.max_restart_delay {
-                        delay = w.restart_delay;
-                    }
                     if ended.ran < QUICK_FAILURE {
                         failures += 1;
                     } else {
                         failures = 0;
                     }
+                    ended.ran
                 }
-                Supervised::Failed => failures += 1,
-            }
+                Supervised::Failed => {
+                    failures += 1;
+                    Duration::ZERO
+                }
+            };
+            let delay = lock(&self.backoff).exited(w, ran);
             if w.handoff_after > 0 && failures >= w.handoff_after {
                 tracing::warn!(
                     worker = self.name(),
@@ -315,7 +385,6 @@ impl Job {
             if !self.pause(session, delay).await {
                 return self.why_stopped(session);
             }
-            delay = (delay * 2).min(w.max_restart_delay);
         }
     }
 
@@ -335,8 +404,8 @@ impl Job {
         me: &Candidate,
         mut child: Child,
         watch: zk::OneshotWatcher,
+        mut lease: watch::Receiver<Option<crate::lease::Stamp>>,
     ) -> Supervised {
-        let mut lease = session.lease.subscribe();
         let mut own: Pin<Box<dyn std::future::Future<Output = zk::WatchedEvent> + Send>> =
             Box::pin(watch.changed());
         loop {
@@ -363,7 +432,8 @@ impl Job {
                         return Supervised::Led(Led::SessionEnded);
                     }
                     if event.event_type == zk::EventType::NodeDeleted {
-                        self.stop(&mut child, "our candidate was deleted").await;
+                        // The next candidate leads as of now: no grace period, or both would run.
+                        self.kill_now(&mut child, "our candidate was deleted").await;
                         return Supervised::Led(Led::Lost);
                     }
                     // Some other change (data set by someone): watch again.
@@ -373,9 +443,13 @@ impl Job {
                             self.stop(&mut child, "session ended").await;
                             return Supervised::Led(Led::SessionEnded);
                         }
-                        Err(_) => {
-                            self.stop(&mut child, "our candidate is gone").await;
+                        Err(ElectionError::CandidateGone(_)) => {
+                            self.kill_now(&mut child, "our candidate is gone").await;
                             return Supervised::Led(Led::Lost);
+                        }
+                        Err(_) => {
+                            self.stop(&mut child, "cannot watch our candidate").await;
+                            return Supervised::Led(Led::Retry);
                         }
                     }
                 }
@@ -389,6 +463,16 @@ impl Job {
                 }
             }
         }
+    }
+
+    /// SIGKILLs the child at once and waits until it and its group are gone.
+    async fn kill_now(&self, child: &mut Child, why: &str) -> Ended {
+        self.set(State::Stopping);
+        tracing::warn!(worker = self.name(), pid = child.pid(), why, "killing");
+        child.kill().await;
+        let ended = child.wait().await;
+        tracing::info!(worker = self.name(), exit = %ended.exit, "stopped");
+        ended
     }
 
     /// Stops the child with its grace period, or at once once `kill` is cancelled.
@@ -406,6 +490,10 @@ impl Job {
         tracing::info!(worker = self.name(), exit = %ended.exit, "stopped");
         ended
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 enum Supervised {

@@ -27,7 +27,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -1490,6 +1490,8 @@ impl Supervisor {
         let log = fs::File::create(dir.path().join("supervisor.log")).expect("create the log");
         let mut command = Command::new(BIN);
         command
+            // Its own process group, so a test can signal the group (a Ctrl-Z) without stopping itself.
+            .process_group(0)
             .args(global_args)
             .arg("run")
             .arg(&config_path)

@@ -1,0 +1,211 @@
+//! One test per reported bug, named after it (review of the core daemon).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+const S_STR: &str = "2s";
+
+fn pid(raw: u32) -> Pid {
+    Pid::from_raw(i32::try_from(raw).expect("a pid"))
+}
+
+/// The parent pid of `pid`, from /proc.
+fn parent_of(child: u32) -> u32 {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{child}/stat")).expect("read /proc/<pid>/stat");
+    // The command name is in parentheses and may hold spaces: the fields after it are space-separated.
+    let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    after
+        .split(' ')
+        .nth(1)
+        .expect("ppid")
+        .parse()
+        .expect("a number")
+}
+
+#[test]
+fn ctrl_z_on_the_supervisors_process_group_does_not_freeze_enforcement() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("ctrl-z");
+    let toml = config(
+        &zk.connect_string(),
+        &root,
+        S_STR,
+        &[WorkerSpec::new("w", witness.command())],
+    );
+    let a = Supervisor::start(&toml, "a");
+    witness.wait_live("w", Some("a"), Duration::from_secs(20));
+    let _b = Supervisor::start(&toml, "b");
+    // What a Ctrl-Z in a's terminal does: SIGTSTP to a's whole foreground process group; and SIGSTOP, which
+    // nothing can ignore.
+    killpg(pid(a.pid()), Signal::SIGTSTP).expect("signal a's group");
+    killpg(pid(a.pid()), Signal::SIGSTOP).expect("signal a's group");
+    // a's child is still stopped by the lease, and only then does b start the worker.
+    witness.wait_live("w", Some("b"), Duration::from_secs(15));
+    witness.assert_no_overlap("w");
+    killpg(pid(a.pid()), Signal::SIGCONT).expect("signal a's group");
+}
+
+#[test]
+fn a_killed_guard_leaves_no_process_of_its_child_behind() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("guard-killed");
+    // A grandchild holds the witness connection too; as root, the child also runs as another user (a change of
+    // credentials clears a parent-death signal set before it).
+    let mut worker =
+        WorkerSpec::new("w", witness.command_with("read -r _ <&3 &")).restart_delay("100ms");
+    if nix::unistd::Uid::effective().is_root() {
+        worker = worker.extra("user = \"nobody\"");
+    }
+    let toml = config(&zk.connect_string(), &root, S_STR, &[worker]);
+    let _a = Supervisor::start(&toml, "a");
+    let first = witness.wait_live("w", Some("a"), Duration::from_secs(20));
+    let guard = parent_of(first.pid);
+    kill(pid(guard), Signal::SIGKILL).expect("kill the guard");
+    witness.wait_count("w", 2, Duration::from_secs(10));
+    witness.wait_live("w", Some("a"), Duration::from_secs(10));
+    // The first child and its grandchild were gone before the restart.
+    witness.assert_no_overlap("w");
+}
+
+#[test]
+fn a_child_at_the_largest_allowed_grace_period_is_not_stopped_on_a_healthy_session() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("max-grace");
+    // S = 2s: the bound is 2s - 400ms - 200ms = 1.4s.
+    let worker = WorkerSpec::new("w", witness.command()).grace_period("1400ms");
+    let toml = config(&zk.connect_string(), &root, S_STR, &[worker]);
+    let a = Supervisor::start(&toml, "a");
+    witness.wait_live("w", Some("a"), Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(4)); // several heartbeats: nothing must happen
+    assert_eq!(
+        witness.history("w").len(),
+        1,
+        "{}\n{}",
+        witness.timeline("w"),
+        a.log()
+    );
+    assert!(!a.log().contains("lease lapsed"), "{}", a.log());
+}
+
+#[test]
+fn the_child_starts_with_no_blocked_or_ignored_signals() {
+    let zk = shared_server();
+    let root = unique_root("sigmask");
+    // The command itself reports its own signal state (a shell would change it before running anything).
+    let command = ["/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]
+        .map(String::from)
+        .to_vec();
+    let worker = WorkerSpec::new("w", command).restart_delay("10s");
+    let a = Supervisor::start(&config(&zk.connect_string(), &root, S_STR, &[worker]), "a");
+    a.wait_log("SigIgn", Duration::from_secs(5));
+    let log = a.log();
+    let mask = |name: &str| {
+        let line = log
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{log}"));
+        let hex = line
+            .split(&format!("{name}:"))
+            .nth(1)
+            .expect("a value")
+            .split_whitespace()
+            .next()
+            .expect("hex");
+        u64::from_str_radix(hex, 16).expect("a hex mask")
+    };
+    assert_eq!(mask("SigBlk"), 0, "{log}");
+    // Signals 1 to 31 at their default (glibc reserves 32 and 33 for itself).
+    assert_eq!(mask("SigIgn") & 0x7fff_ffff, 0, "{log}");
+}
+
+#[test]
+fn a_deleted_candidate_kills_the_child_without_waiting_for_its_grace_period() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("deleted-kill");
+    // S = 4s allows a grace period of 2.8s; the child ignores SIGTERM, so only SIGKILL ends it early.
+    let worker = WorkerSpec::new("w", witness.command_with("trap '' TERM")).grace_period("2800ms");
+    let a = Supervisor::start(&config(&zk.connect_string(), &root, "4s", &[worker]), "a");
+    witness.wait_live("w", Some("a"), Duration::from_secs(20));
+    let path = format!("{root}/w");
+    let deleted = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let client = zk_client(&zk.connect_string()).await;
+            let (name, _) = candidates(&client, &path).await.remove(0);
+            client
+                .delete(&format!("{path}/{name}"), None)
+                .await
+                .expect("delete a's candidate");
+            Instant::now()
+        });
+    wait_until(Duration::from_secs(2), "a's child to die", || {
+        witness.history("w")[0].closed.is_some()
+    });
+    let lived = witness.history("w")[0]
+        .closed
+        .expect("closed")
+        .duration_since(deleted);
+    assert!(
+        lived < Duration::from_millis(2800),
+        "the child got its grace period: {lived:?}\n{}",
+        a.log()
+    );
+}
+
+#[test]
+fn sighup_does_not_kill_the_daemon() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("sighup");
+    let a = Supervisor::start(
+        &config(
+            &zk.connect_string(),
+            &root,
+            S_STR,
+            &[WorkerSpec::new("w", witness.command())],
+        ),
+        "a",
+    );
+    witness.wait_live("w", Some("a"), Duration::from_secs(20));
+    a.signal(Signal::SIGHUP);
+    a.wait_log("SIGHUP", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300)); // nothing must happen
+    assert!(!a.has_exited(), "{}", a.log());
+    assert_eq!(witness.history("w").len(), 1, "{}", witness.timeline("w"));
+}
+
+#[test]
+fn the_restart_delay_keeps_doubling_when_a_lone_node_hands_off_to_itself() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("lone-handoff");
+    let worker = WorkerSpec::new("w", witness.command_with("exit 1"))
+        .restart_delay("200ms")
+        .handoff_after(1)
+        .extra("max_restart_delay = \"10s\"");
+    let _a = Supervisor::start(&config(&zk.connect_string(), &root, S_STR, &[worker]), "a");
+    let history = witness.wait_count("w", 4, Duration::from_secs(20));
+    // Waits of 200ms, 400ms, 800ms between the starts, each counted from the previous exit.
+    for (i, pair) in history.windows(2).take(3).enumerate() {
+        let waited = gap(&pair[0], &pair[1]);
+        let expected = Duration::from_millis(200 << i);
+        assert!(
+            waited >= expected - Duration::from_millis(50),
+            "start {}: waited {waited:?}, expected {expected:?}\n{}",
+            i + 1,
+            witness.timeline("w")
+        );
+    }
+}

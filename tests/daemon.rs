@@ -357,3 +357,40 @@ fn zookeeper_unreachable_at_start_is_retried_and_nothing_runs_without_a_lease() 
     proxy.heal();
     witness.wait_live("w", Some("a"), Duration::from_secs(30));
 }
+
+#[test]
+fn a_missing_working_dir_or_unknown_user_is_one_log_line_and_a_failed_start() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("bad-start");
+    let workers = [
+        WorkerSpec::new("nodir", witness.command())
+            .restart_delay("100ms")
+            .extra("working_dir = \"/nonexistent/zk-supervise-dir\""),
+        WorkerSpec::new("nouser", witness.command())
+            .restart_delay("100ms")
+            .extra("user = \"zk-supervise-no-such-user\""),
+        WorkerSpec::new("fine", witness.command()),
+    ];
+    let a = Supervisor::start(&config(&zk.connect_string(), &root, S, &workers), "a");
+    witness.wait_live("fine", Some("a"), Duration::from_secs(20));
+    a.wait_log(
+        "working_dir /nonexistent/zk-supervise-dir: No such file or directory",
+        Duration::from_secs(10),
+    );
+    a.wait_log(
+        "unknown user \"zk-supervise-no-such-user\"",
+        Duration::from_secs(10),
+    );
+    // Counted as failed starts: after handoff_after (5 by default) of them, the node hands off (and, alone,
+    // takes the worker back at the back of the queue).
+    a.wait_log("handing off", Duration::from_secs(20));
+    assert!(!a.has_exited(), "{}", a.log());
+    assert!(witness.history("nodir").is_empty() && witness.history("nouser").is_empty());
+    assert_eq!(
+        witness.history("fine").len(),
+        1,
+        "{}",
+        witness.timeline("fine")
+    );
+}

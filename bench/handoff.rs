@@ -15,6 +15,28 @@ use std::time::Duration;
 use common::*;
 use nix::sys::signal::Signal;
 
+/// The worker: bench/witness_client.c compiled with `cc` when there is one (so the figure does not include
+/// bash's start-up), else the rig's bash command.
+fn witness_command(witness: &Witness) -> (Vec<String>, &'static str) {
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("witness_client");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/witness_client.c");
+    let built = std::process::Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&out)
+        .arg(source)
+        .status()
+        .is_ok_and(|s| s.success());
+    if built {
+        let command = vec![out.display().to_string(), witness.port().to_string()];
+        (command, "bench/witness_client.c (compiled with cc)")
+    } else {
+        (
+            witness.command(),
+            "bash (no C compiler found: the figures include bash's start-up)",
+        )
+    }
+}
+
 fn main() {
     let rounds: usize = std::env::var("HANDOFF_ROUNDS")
         .ok()
@@ -23,11 +45,13 @@ fn main() {
     let zk = ZkServer::standalone();
     let witness = Witness::new();
     let root = unique_root("bench-handoff");
+    let (command, client) = witness_command(&witness);
+    println!("worker command: {client}");
     let toml = config(
         &zk.connect_string(),
         &root,
         "2s",
-        &[WorkerSpec::new("w", witness.command())],
+        &[WorkerSpec::new("w", command)],
     );
     let mut nodes = [Some(Supervisor::start(&toml, "a")), None];
     witness.wait_live("w", Some("a"), Duration::from_secs(30));

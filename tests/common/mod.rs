@@ -970,6 +970,11 @@ impl Witness {
         vec!["/bin/bash".into(), "-c".into(), script]
     }
 
+    /// The witness's port on 127.0.0.1, for worker commands of one's own (see bench/witness_client.c).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     /// Every connection so far, in order of arrival.
     pub fn all(&self) -> Vec<Conn> {
         let mut conns = lock(&self.shared.conns).clone();

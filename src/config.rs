@@ -51,6 +51,8 @@ pub struct Config {
     pub path: PathBuf,
     pub zookeeper: ZkConfig,
     pub node: NodeConfig,
+    /// `[metrics]`, if present.
+    pub metrics: Option<MetricsConfig>,
     /// In file order.
     pub workers: Vec<WorkerConfig>,
 }
@@ -66,6 +68,13 @@ pub struct ZkConfig {
     pub takeover_delay: Duration,
     /// Parent of the per-worker election paths: absolute, no trailing slash, not `/`.
     pub root: String,
+}
+
+/// The `[metrics]` section (SPEC §8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where `/metrics` and `/healthz` are served.
+    pub listen: std::net::SocketAddr,
 }
 
 /// The `[node]` section.
@@ -439,7 +448,8 @@ const DEFAULT_ROOT: &str = "/workers";
 const MAX_NAME_LEN: usize = 128;
 const MAX_NODE_ID_LEN: usize = 255;
 
-const TOP_KEYS: &[&str] = &["zookeeper", "node", "defaults", "worker"];
+const TOP_KEYS: &[&str] = &["zookeeper", "node", "defaults", "worker", "metrics"];
+const METRICS_KEYS: &[&str] = &["listen"];
 const ZK_KEYS: &[&str] = &["connect", "session_timeout", "takeover_delay", "root"];
 const NODE_KEYS: &[&str] = &["id"];
 /// The keys a `[[worker]]` and `[defaults]` share.
@@ -600,8 +610,7 @@ impl<'t> Checker<'t> {
             format!("{prefix}: ")
         };
         // Keys from later sections of the spec (§8, §9) are named as such, not as typos.
-        let later = matches!((prefix.as_str(), name), ("", "metrics"))
-            || matches!((prefix.as_str(), name), ("zookeeper: ", "auth" | "tls"));
+        let later = matches!((prefix.as_str(), name), ("zookeeper: ", "auth" | "tls"));
         if later {
             self.problem(at, format!("{prefix}`{name}` is not supported yet"));
             return;
@@ -780,6 +789,7 @@ impl<'t> Checker<'t> {
         }
         let zk = self.zookeeper(doc.get("zookeeper"));
         let node = self.node(doc.get("node"));
+        let metrics = self.metrics(doc.get("metrics"));
         let defaults = match doc.get("defaults") {
             Some(v) => self.defaults(v),
             None => Fields::default(),
@@ -815,8 +825,50 @@ impl<'t> Checker<'t> {
                 root: zk.root,
             },
             node: node?,
+            metrics: metrics?,
             workers: workers.into_iter().collect::<Option<Vec<_>>>()?,
         })
+    }
+
+    /// `[metrics]`: `Some(None)` when absent, `None` when invalid.
+    fn metrics(&mut self, value: Option<&Value<'_>>) -> Option<Option<MetricsConfig>> {
+        let Some(value) = value else {
+            return Some(None);
+        };
+        let table = self.table("metrics", value)?;
+        let mut listen = None;
+        let mut bad = false;
+        for (key, v) in table {
+            match key.get_ref().as_ref() {
+                "listen" => match self.string("metrics: listen", v) {
+                    Some(s) => match s.parse::<std::net::SocketAddr>() {
+                        Ok(addr) => listen = Some(addr),
+                        Err(_) => {
+                            self.problem(
+                                v.span().start,
+                                format!("metrics: listen: {s:?} is not an address and port like \"127.0.0.1:9464\""),
+                            );
+                            bad = true;
+                        }
+                    },
+                    None => bad = true,
+                },
+                _ => self.unknown_key("metrics", key, METRICS_KEYS),
+            }
+        }
+        if bad {
+            return None;
+        }
+        match listen {
+            Some(listen) => Some(Some(MetricsConfig { listen })),
+            None => {
+                self.problem(
+                    value.span().start,
+                    "metrics: `listen` is required".to_owned(),
+                );
+                None
+            }
+        }
     }
 
     fn zookeeper(&mut self, value: Option<&Value<'_>>) -> ZkFields {
@@ -1735,7 +1787,7 @@ intervall = "5s"
         assert_eq!(
             problems(text),
             [
-                "w.toml:2:1: unknown key `colour`; expected one of: zookeeper, node, defaults, worker",
+                "w.toml:2:1: unknown key `colour`; expected one of: zookeeper, node, defaults, worker, metrics",
                 "w.toml:5:1: zookeeper: unknown key `sesion_timeout`; did you mean `session_timeout`?",
                 "w.toml:7:1: node: unknown key `name`; expected one of: id",
                 "w.toml:9:1: defaults: unknown key `session_timeout`; it belongs in [zookeeper]",
@@ -1746,13 +1798,30 @@ intervall = "5s"
 
     #[test]
     fn later_sections_are_not_supported_yet() {
-        let text = format!("{ZK}tls = {{ ca = \"x\" }}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n");
+        let text = format!("{ZK}tls = {{ ca = \"x\" }}\n");
         assert_eq!(
             problems(&text),
-            [
-                "w.toml:3:1: zookeeper: `tls` is not supported yet",
-                "w.toml:4:2: `metrics` is not supported yet",
-            ]
+            ["w.toml:3:1: zookeeper: `tls` is not supported yet"]
+        );
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address() {
+        let text = format!("{ZK}[metrics]\nlisten = \"127.0.0.1:9464\"\n");
+        assert_eq!(ok(&text).metrics.map(|m| m.listen.port()), Some(9464));
+        let text = format!("{ZK}[metrics]\nlisten = \"localhost\"\n");
+        assert!(
+            problem(&text).contains("metrics: listen"),
+            "{}",
+            problem(&text)
+        );
+        let text = format!("{ZK}[metrics]\nlistne = \"127.0.0.1:1\"\n");
+        assert!(
+            problems(&text)
+                .iter()
+                .any(|p| p.contains("did you mean `listen`")),
+            "{:?}",
+            problems(&text)
         );
     }
 

@@ -274,6 +274,17 @@ impl<'a> Election<'a> {
         }
     }
 
+    /// Replaces `me`'s data (the leader's published state).
+    ///
+    /// # Errors
+    /// As [`Election::join`].
+    pub async fn publish(&self, me: &Candidate, data: &[u8]) -> Result<(), ElectionError> {
+        self.session
+            .call(|c| c.set_data(&me.path, data, None))
+            .await?;
+        Ok(())
+    }
+
     /// Deletes `me` (leaving the election, or going to the back before joining again).
     ///
     /// # Errors

@@ -10,9 +10,11 @@ pub mod config;
 pub mod election;
 pub mod guard;
 pub mod lease;
+pub mod metrics;
 pub mod process;
 pub mod session;
 pub mod supervisor;
+pub mod systemd;
 pub mod worker;
 
 pub use supervisor::{run, Control, Observer, RunError};

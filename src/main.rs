@@ -115,7 +115,7 @@ async fn serve(cfg: config::Config) -> ExitCode {
     }
 }
 
-/// SIGTERM or SIGINT: clean shutdown; a second one: SIGKILL the children now.
+/// SIGTERM or SIGINT: clean shutdown; a second one: SIGKILL the children now. SIGHUP: reload.
 fn handle_signals(control: Control) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -128,9 +128,7 @@ fn handle_signals(control: Control) -> std::io::Result<()> {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
                 _ = hup.recv() => {
-                    // Without a handler SIGHUP would kill the daemon (and, through the guards, every
-                    // child without grace).
-                    tracing::warn!("SIGHUP: reloading the config is not supported yet; ignored");
+                    control.reload.notify_one();
                     continue;
                 }
             };

@@ -109,7 +109,11 @@ impl Child {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .envs(&worker.env)
-            .envs(extra_env.iter().map(|(k, v)| (*k, v)));
+            .envs(extra_env.iter().map(|(k, v)| (*k, v)))
+            // systemd's notification socket and watchdog are the supervisor's, not the workers'.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID");
         let mut guard = cmd.spawn()?;
         drop(cmd); // closes our copy of the guard's end of the socket
         if let Some(out) = guard.stdout.take() {
@@ -220,6 +224,50 @@ impl Child {
         // tokio reaps it in the background when `self.guard` is dropped. Waiting for that here would
         // only delay the handoff.
         ended
+    }
+}
+
+/// Runs a health check: `argv` with the worker's environment, in its own process group, stdin and
+/// output to /dev/null; `Err` with the reason when it exits non-zero, cannot start, or outlives
+/// `timeout` (then its whole group is SIGKILLed).
+///
+/// # Errors
+/// The reason the check failed.
+pub async fn run_check(
+    argv: &[String],
+    timeout: Duration,
+    worker_env: &std::collections::BTreeMap<String, String>,
+    extra_env: &[(&str, String)],
+) -> Result<(), String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("empty command".into());
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .envs(worker_env)
+        .envs(extra_env.iter().map(|(k, v)| (*k, v)))
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| format!("spawn {program}: {e}"))?;
+    let pid = child.id();
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("{program}: {status}")),
+        Ok(Err(e)) => Err(format!("{program}: {e}")),
+        Err(_) => {
+            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.wait().await;
+            Err(format!("{program}: no answer within {timeout:?}"))
+        }
     }
 }
 

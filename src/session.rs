@@ -134,14 +134,17 @@ pub enum SessionError {
 /// # Errors
 /// [`SessionError`] when the server's negotiated timeout does not fit the configuration.
 pub async fn run(
-    config: Arc<Config>,
+    configs: watch::Receiver<Arc<Config>>,
     sessions: watch::Sender<Option<Arc<Session>>>,
     stop: CancellationToken,
 ) -> Result<(), SessionError> {
     loop {
+        let config = configs.borrow().clone();
         let Some(client) = connect(&config, &stop).await else {
             return Ok(());
         };
+        // The workers as they are now (a reload may have changed them while connecting).
+        let config = configs.borrow().clone();
         let session = Arc::new(Session::new(client));
         let timeout = session.timeout();
         if let Err(e) = config.check_grace_against(timeout) {

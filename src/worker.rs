@@ -6,6 +6,7 @@
 //! its candidate, so the next node takes over within a round trip rather than a session timeout.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,9 +53,50 @@ pub struct Context {
     pub root: String,
     /// The chroot of the connect string ("" when none), to give the child a full path.
     pub chroot: String,
-    /// The candidate's JSON (SPEC §4).
-    pub data: Vec<u8>,
+    /// The candidate's JSON (SPEC §4): `node`, `host`, `pid`, `version`.
+    pub base: serde_json::Map<String, serde_json::Value>,
     pub takeover_delay: Duration,
+    /// Woken on every state change of every worker (readiness, the systemd status line).
+    pub changed: Arc<tokio::sync::Notify>,
+}
+
+/// What one worker publishes to the rest of the daemon (metrics, readiness, tests).
+#[derive(Debug)]
+pub struct Shared {
+    pub state: watch::Sender<State>,
+    /// Starts of the child after an exit or a failed start, within one leadership.
+    pub restarts: AtomicU64,
+    /// Times this node gave leadership up (failures, health checks).
+    pub handoffs: AtomicU64,
+    pub health_check_failures: AtomicU64,
+    /// When this node last became the leader, in milliseconds since the Unix epoch; 0 if never.
+    pub leader_since_ms: AtomicU64,
+}
+
+impl Shared {
+    #[must_use]
+    pub fn new() -> Shared {
+        Shared {
+            state: watch::channel(State::Connecting).0,
+            restarts: AtomicU64::new(0),
+            handoffs: AtomicU64::new(0),
+            health_check_failures: AtomicU64::new(0),
+            leader_since_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::new()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Runs one worker until `cancel`; `kill` turns a graceful stop into SIGKILL.
@@ -64,7 +106,7 @@ pub async fn run(
     mut sessions: watch::Receiver<Option<Arc<Session>>>,
     cancel: CancellationToken,
     kill: CancellationToken,
-    state: watch::Sender<State>,
+    shared: Arc<Shared>,
 ) {
     let backoff = std::sync::Mutex::new(Backoff {
         delay: worker.restart_delay,
@@ -75,7 +117,7 @@ pub async fn run(
         ctx,
         cancel,
         kill,
-        state,
+        shared,
         backoff,
     };
     loop {
@@ -123,7 +165,7 @@ struct Job {
     ctx: Arc<Context>,
     cancel: CancellationToken,
     kill: CancellationToken,
-    state: watch::Sender<State>,
+    shared: Arc<Shared>,
     /// Kept across leaderships, so that giving leadership up and winning it back (a lone node) does not
     /// reset the restart delay.
     backoff: std::sync::Mutex<Backoff>,
@@ -164,7 +206,27 @@ impl Job {
     }
 
     fn set(&self, state: State) {
-        self.state.send_replace(state);
+        self.shared.state.send_replace(state);
+        self.ctx.changed.notify_waiters();
+    }
+
+    /// Publishes this leader's state in its candidate's data, for `zk-supervise status`: the fields
+    /// of SPEC §4 plus `leader_since` and, while the child runs, `child_pid` and `child_since`
+    /// (milliseconds since the Unix epoch), and `running`. Best effort: a failure only makes `status`
+    /// less precise.
+    async fn publish(&self, election: &Election<'_>, me: &Candidate, child: Option<(u32, u64)>) {
+        let mut data = self.ctx.base.clone();
+        let since = self.shared.leader_since_ms.load(Ordering::Relaxed);
+        data.insert("leader_since".into(), since.into());
+        data.insert("running".into(), child.is_some().into());
+        if let Some((pid, started)) = child {
+            data.insert("child_pid".into(), pid.into());
+            data.insert("child_since".into(), started.into());
+        }
+        let bytes = serde_json::Value::Object(data).to_string().into_bytes();
+        if let Err(e) = election.publish(me, &bytes).await {
+            tracing::debug!(worker = self.name(), error = %e, "cannot publish the leader's state");
+        }
     }
 
     /// Sleeps `d`, unless the worker is cancelled or the session ends first (returns false then).
@@ -179,7 +241,10 @@ impl Job {
     /// Everything this worker does within one session.
     async fn serve(&self, session: &Session) -> Served {
         let dir = format!("{}/{}", self.ctx.root, self.worker.name);
-        let election = Election::new(session, dir, self.ctx.data.clone());
+        let data = serde_json::Value::Object(self.ctx.base.clone())
+            .to_string()
+            .into_bytes();
+        let election = Election::new(session, dir, data);
         let mut me = None::<Candidate>;
         loop {
             if self.cancel.is_cancelled() {
@@ -242,6 +307,7 @@ impl Job {
                     self.pause(session, RETRY_PAUSE).await;
                 }
                 Led::HandOff => {
+                    self.shared.handoffs.fetch_add(1, Ordering::Relaxed);
                     // Until the candidate is really gone, a new one would queue behind it: a ghost that
                     // leads while nobody runs the worker.
                     loop {
@@ -272,6 +338,9 @@ impl Job {
         first: Leadership,
     ) -> Led {
         self.set(State::Leading);
+        self.shared
+            .leader_since_ms
+            .store(epoch_ms(), Ordering::Relaxed);
         tracing::info!(worker = self.name(), candidate = %me.path, "leading");
         if !self.ctx.takeover_delay.is_zero() && !self.pause(session, self.ctx.takeover_delay).await
         {
@@ -279,6 +348,7 @@ impl Job {
         }
         let w = &self.worker;
         let mut failures = 0u32;
+        let mut starts = 0u32;
         // After a takeover delay the campaign's confirmation is stale: confirm again.
         let mut confirmed = self.ctx.takeover_delay.is_zero().then_some(first);
         loop {
@@ -335,6 +405,10 @@ impl Job {
                 ),
                 ("ZK_SUPERVISE_FENCING_TOKEN", leadership.token.to_string()),
             ];
+            if starts > 0 {
+                self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+            }
+            starts += 1;
             let outcome = match Child::spawn(w, &env, deadline).await {
                 Ok(child) => {
                     tracing::info!(
@@ -347,8 +421,15 @@ impl Job {
                         pid: child.pid(),
                         token: leadership.token,
                     });
-                    self.supervise(session, election, me, child, leadership.watch, lease)
-                        .await
+                    self.publish(election, me, Some((child.pid(), epoch_ms())))
+                        .await;
+                    let run = Run {
+                        child,
+                        watch: leadership.watch,
+                        lease,
+                        env: &env,
+                    };
+                    self.supervise(session, election, me, run).await
                 }
                 Err(e) => {
                     tracing::error!(worker = self.name(), error = %e, "cannot start the command");
@@ -356,6 +437,11 @@ impl Job {
                 }
             };
             self.set(State::Leading);
+            if !matches!(outcome, Supervised::Led(_)) {
+                // Still leading, the child not running: say so (not when leadership ends, which would
+                // only delay the handoff; the candidate goes anyway).
+                self.publish(election, me, None).await;
+            }
             let ran = match outcome {
                 Supervised::Led(led) => return led,
                 Supervised::LeaseLapsed => continue, // the top of the loop waits for a renewal
@@ -402,14 +488,44 @@ impl Job {
         session: &Session,
         election: &Election<'_>,
         me: &Candidate,
-        mut child: Child,
-        watch: zk::OneshotWatcher,
-        mut lease: watch::Receiver<Option<crate::lease::Stamp>>,
+        run: Run<'_>,
     ) -> Supervised {
-        let mut own: Pin<Box<dyn std::future::Future<Output = zk::WatchedEvent> + Send>> =
-            Box::pin(watch.changed());
+        let Run {
+            mut child,
+            watch,
+            mut lease,
+            env,
+        } = run;
+        let mut own: BoxFuture<'static, zk::WatchedEvent> = Box::pin(watch.changed());
+        let health = self.worker.health_check.as_ref();
+        let mut next_check =
+            tokio::time::Instant::now() + health.map_or(Duration::ZERO, |h| h.interval);
+        let mut check: Option<BoxFuture<'_, Result<(), String>>> = None;
+        let mut check_failures = 0u32;
         loop {
             tokio::select! {
+                () = tokio::time::sleep_until(next_check), if health.is_some() && check.is_none() => {
+                    let h = health.expect("checked");
+                    check = Some(Box::pin(crate::process::run_check(&h.command, h.timeout, &self.worker.env, env)));
+                }
+                result = async { check.as_mut().expect("checked").await }, if check.is_some() => {
+                    check = None;
+                    let h = health.expect("checked");
+                    next_check = tokio::time::Instant::now() + h.interval;
+                    match result {
+                        Ok(()) => check_failures = 0,
+                        Err(why) => {
+                            check_failures += 1;
+                            self.shared.health_check_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(worker = self.name(), failures = check_failures, of = h.failures, error = %why, "health check failed");
+                            if check_failures >= h.failures {
+                                self.stop(&mut child, "health check failed").await;
+                                tracing::warn!(worker = self.name(), "handing off: the health check failed {} times in a row", check_failures);
+                                return Supervised::Led(Led::HandOff);
+                            }
+                        }
+                    }
+                }
                 ended = child.wait() => {
                     tracing::info!(worker = self.name(), exit = %ended.exit, ran = ?ended.ran, cause = ended.cause.as_str(), "exited");
                     return match ended.cause {
@@ -494,6 +610,18 @@ impl Job {
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A child just started, and what watching it takes.
+struct Run<'e> {
+    child: Child,
+    /// The watch on our own candidate.
+    watch: zk::OneshotWatcher,
+    lease: watch::Receiver<Option<crate::lease::Stamp>>,
+    /// The `ZK_SUPERVISE_*` variables, for health checks.
+    env: &'e [(&'e str, String)],
 }
 
 enum Supervised {

@@ -1005,7 +1005,7 @@ impl Witness {
             found = self
                 .live(worker)
                 .into_iter()
-                .find(|c| node.map_or(true, |node| c.node == node));
+                .find(|c| node.is_none_or(|node| c.node == node));
             found.is_some()
         });
         assert!(
@@ -1056,7 +1056,7 @@ impl Witness {
             }
             if conn
                 .closed
-                .map_or(true, |c| latest_close.is_some_and(|l| c > l))
+                .is_none_or(|c| latest_close.is_some_and(|l| c > l))
             {
                 latest_close = conn.closed;
                 latest_id = Some(conn.id);

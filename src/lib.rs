@@ -13,6 +13,7 @@ pub mod lease;
 pub mod metrics;
 pub mod process;
 pub mod session;
+pub mod status;
 pub mod supervisor;
 pub mod systemd;
 pub mod worker;

@@ -42,6 +42,14 @@ enum Command {
         /// The workers file (TOML)
         config: PathBuf,
     },
+    /// Show, per worker, the leader, the candidates waiting behind it, and whether the child runs
+    Status {
+        /// The workers file (TOML)
+        config: PathBuf,
+        /// Print JSON (stable field names) instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,6 +71,16 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Status { config, json } => {
+            let cfg = match config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            status(&cfg, json)
+        }
         Command::Run { config } => {
             init_logging(cli.log_format);
             let cfg = match config::load(&config) {
@@ -73,6 +91,33 @@ fn main() -> ExitCode {
                 }
             };
             run(cfg)
+        }
+    }
+}
+
+fn status(cfg: &config::Config, json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zk-supervise: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    match runtime.block_on(zk_supervise::status::collect(cfg)) {
+        Ok(workers) if json => {
+            println!("{}", zk_supervise::status::to_json(&workers));
+            ExitCode::SUCCESS
+        }
+        Ok(workers) => {
+            print!("{}", zk_supervise::status::to_table(&workers));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("zk-supervise: {e}");
+            ExitCode::from(EXIT_FATAL)
         }
     }
 }
@@ -150,6 +195,7 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,zookeeper_client=warn"));
     let builder = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();

@@ -189,6 +189,8 @@ async fn connect(config: &Config, stop: &CancellationToken) -> Option<zk::Client
                 tracing::warn!(connect = %zk.connect, error = "timed out", retry_in = ?delay, "cannot reach zookeeper");
             }
         }
+        // Unreachable ZooKeeper is not a stuck daemon: keep the systemd watchdog fed while retrying.
+        crate::systemd::watchdog();
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = stop.cancelled() => return None,
@@ -213,9 +215,12 @@ async fn keep_alive(session: &Arc<Session>, stop: &CancellationToken) -> Option<
     if initial.is_terminated() {
         return Some(initial);
     }
+    let watchdog = crate::systemd::watchdog_interval();
     let beat = async {
         let mut last_beat = Stamp::now();
         loop {
+            // The systemd watchdog is fed from this loop: if lease renewal is stuck, systemd notices.
+            crate::systemd::watchdog();
             let slack = (Duration::from_millis(20) + 2 * session.rtt()).min(session.timeout() / 20);
             let last = session
                 .lease
@@ -223,7 +228,8 @@ async fn keep_alive(session: &Arc<Session>, stop: &CancellationToken) -> Option<
                 .map_or(last_beat, |l| l.max(last_beat));
             let due = last.plus(period.saturating_sub(slack));
             if due > Stamp::now() {
-                tokio::time::sleep(due.remaining()).await;
+                let wait = due.remaining();
+                tokio::time::sleep(watchdog.map_or(wait, |w| wait.min(w))).await;
                 continue; // something else may have renewed the lease meanwhile
             }
             last_beat = Stamp::now();

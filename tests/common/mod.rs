@@ -117,7 +117,7 @@ pub fn unique_root(name: &str) -> String {
 /// every port is chosen, and a port is never handed out twice in one test process. Another process can still
 /// take a port before the server binds it; server starts detect that ("Address already in use") and retry with
 /// fresh ports.
-fn free_ports(n: usize) -> Vec<u16> {
+pub fn free_ports(n: usize) -> Vec<u16> {
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut handed_out = lock(&HANDED_OUT);
     let handed_out = handed_out.get_or_insert_with(HashSet::new);
@@ -1485,6 +1485,17 @@ impl Supervisor {
 
     /// Like [`Supervisor::start`] with global flags before `run`, e.g. `["--log-format", "json"]`.
     pub fn start_with_args(config_toml: &str, node_id: &str, global_args: &[&str]) -> Supervisor {
+        Supervisor::start_with(config_toml, node_id, global_args, &[])
+    }
+
+    /// Like [`Supervisor::start_with_args`], with extra environment variables (`NOTIFY_SOCKET`,
+    /// `JOURNAL_STREAM`...).
+    pub fn start_with(
+        config_toml: &str,
+        node_id: &str,
+        global_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Supervisor {
         let dir = TempDir::new(&format!("supervisor-{node_id}"));
         let mut toml = config_toml.to_owned();
         if !toml.lines().any(|line| line.trim() == "[node]") {
@@ -1502,6 +1513,7 @@ impl Supervisor {
             .arg(&config_path)
             .env_remove("RUST_LOG")
             .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log"))
             .stderr(log);

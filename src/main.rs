@@ -95,16 +95,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn status(cfg: &config::Config, json: bool) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// The single-threaded runtime the daemon and `status` run on (the work is waiting on ZooKeeper and
+/// on children, never on the CPU).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("zk-supervise: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_FATAL);
-        }
+            ExitCode::from(EXIT_FATAL)
+        })
+}
+
+fn status(cfg: &config::Config, json: bool) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     match runtime.block_on(zk_supervise::status::collect(cfg)) {
         Ok(workers) if json => {
@@ -123,15 +129,9 @@ fn status(cfg: &config::Config, json: bool) -> ExitCode {
 }
 
 fn run(cfg: config::Config) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("zk-supervise: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_FATAL);
-        }
+        Err(code) => return code,
     };
     // A panic anywhere is a fatal runtime error (exit 1), not Rust's 101; the guards then kill the
     // children, as they do whenever the supervisor dies.

@@ -13,30 +13,6 @@ use nix::unistd::Pid;
 /// The session timeout every test here asks for (the test servers allow 400 ms..4 s).
 const S: &str = "2s";
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
-}
-
-/// Samples for `how_long` that `worker` has exactly one live process, always on the same node.
-fn assert_stable(witness: &Witness, worker: &str, how_long: Duration) {
-    let first = witness.live(worker);
-    assert_eq!(first.len(), 1, "{}", witness.timeline(worker));
-    let until = Instant::now() + how_long;
-    while Instant::now() < until {
-        let live = witness.live(worker);
-        assert!(
-            live.len() == 1 && live[0].id == first[0].id,
-            "worker {worker} did not stay put\n{}",
-            witness.timeline(worker)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn three_nodes_three_workers_each_runs_exactly_once() {
     let zk = shared_server();
@@ -56,7 +32,7 @@ fn three_nodes_three_workers_each_runs_exactly_once() {
         witness.wait_live(name, None, Duration::from_secs(20));
     }
     for name in names {
-        assert_stable(&witness, name, Duration::from_millis(1000));
+        assert_stable(&witness, name, None, Duration::from_millis(1000));
     }
     for name in names {
         assert_eq!(witness.history(name).len(), 1, "{}", witness.timeline(name));
@@ -153,7 +129,7 @@ fn a_killed_child_restarts_on_the_same_node_after_restart_delay() {
         "restarted after {gap:?}\n{}",
         witness.timeline("w")
     );
-    assert_stable(&witness, "w", Duration::from_millis(500));
+    assert_stable(&witness, "w", None, Duration::from_millis(500));
     assert!(
         witness.history("w").iter().all(|c| c.node == "a"),
         "{}",
@@ -287,7 +263,7 @@ fn the_leader_losing_its_session_stops_its_child_before_another_node_starts_it()
         })
         .await;
     });
-    assert_stable(&witness, "w", Duration::from_millis(500));
+    assert_stable(&witness, "w", None, Duration::from_millis(500));
     witness.assert_no_overlap("w");
     assert!(a.log().contains("session ended"), "{}", a.log());
 }
@@ -309,7 +285,7 @@ fn a_command_that_does_not_exist_backs_off_then_hands_off() {
     assert!(log.contains("/nonexistent/zk-supervise-test"), "{log}");
     assert!(log.contains("handing off"), "{log}");
     assert!(!a.has_exited(), "the daemon must keep running\n{log}");
-    assert_stable(&witness, "w", Duration::from_millis(500));
+    assert_stable(&witness, "w", None, Duration::from_millis(500));
 }
 
 #[test]

@@ -14,33 +14,6 @@ use nix::sys::signal::Signal;
 
 const S: &str = "2s";
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
-}
-
-fn wait_queue(zk: &ZkServer, path: &str, nodes: &[&str]) {
-    block_on(async {
-        let client = zk_client(&zk.connect_string()).await;
-        wait_until_async(
-            Duration::from_secs(15),
-            &format!("the queue of {path} to be {nodes:?}"),
-            || async {
-                let queue: Vec<String> = candidates(&client, path)
-                    .await
-                    .into_iter()
-                    .map(|(_, n)| n)
-                    .collect();
-                queue == nodes
-            },
-        )
-        .await;
-    });
-}
-
 /// `zk-supervise status <config> [--json]` run against the config file of `node`.
 fn status(node: &Supervisor, json: bool) -> (i32, String) {
     let config = node.config_path();
@@ -108,8 +81,18 @@ fn status_shows_leaders_queues_and_whether_children_run() {
     let a = Supervisor::start(&toml, "a");
     let child = witness.wait_live("steady", Some("a"), Duration::from_secs(20));
     let _b = Supervisor::start(&toml, "b");
-    wait_queue(zk, &format!("{root}/steady"), &["a", "b"]);
-    wait_queue(zk, &format!("{root}/crashing"), &["a", "b"]);
+    wait_queue(
+        &zk.connect_string(),
+        &format!("{root}/steady"),
+        &["a", "b"],
+        Duration::from_secs(15),
+    );
+    wait_queue(
+        &zk.connect_string(),
+        &format!("{root}/crashing"),
+        &["a", "b"],
+        Duration::from_secs(15),
+    );
     a.wait_log("restarting after a delay", Duration::from_secs(10));
     wait_until(
         Duration::from_secs(10),
@@ -172,7 +155,12 @@ fn status_shows_leaders_queues_and_whether_children_run() {
     assert_eq!(crashing["leader"]["node"], "a");
     assert_eq!(crashing["running"], false);
     // It only reads: still two candidates each.
-    wait_queue(zk, &format!("{root}/steady"), &["a", "b"]);
+    wait_queue(
+        &zk.connect_string(),
+        &format!("{root}/steady"),
+        &["a", "b"],
+        Duration::from_secs(15),
+    );
 }
 
 #[test]
@@ -264,7 +252,12 @@ fn sighup_applies_added_removed_and_changed_workers_and_leaves_the_others_alone(
     a.wait_log("second definition", Duration::from_secs(5));
     witness.assert_no_overlap("change");
     // The removed worker's candidate is gone, so no ghost holds its election.
-    wait_queue(zk, &format!("{root}/gone"), &[]);
+    wait_queue(
+        &zk.connect_string(),
+        &format!("{root}/gone"),
+        &[],
+        Duration::from_secs(15),
+    );
     assert_eq!(
         witness.history("keep").len(),
         1,
@@ -303,7 +296,12 @@ fn a_worker_whose_health_check_fails_on_one_node_settles_on_a_healthy_one() {
     }
     witness.assert_no_overlap("w");
     assert!(a.log().contains("health check failed"), "{}", a.log());
-    wait_queue(zk, &format!("{root}/w"), &["b", "a"]);
+    wait_queue(
+        &zk.connect_string(),
+        &format!("{root}/w"),
+        &["b", "a"],
+        Duration::from_secs(15),
+    );
 }
 
 #[test]
@@ -325,7 +323,12 @@ fn metrics_follow_a_failover() {
     let mut a = Supervisor::start(&toml(ports[0]), "a");
     witness.wait_live("w", Some("a"), Duration::from_secs(20));
     let b = Supervisor::start(&toml(ports[1]), "b");
-    wait_queue(zk, &format!("{root}/w"), &["a", "b"]);
+    wait_queue(
+        &zk.connect_string(),
+        &format!("{root}/w"),
+        &["a", "b"],
+        Duration::from_secs(15),
+    );
     let (code, body) = http_get(ports[0], "/metrics");
     assert_eq!(code, 200, "{body}");
     assert_eq!(

@@ -1738,3 +1738,53 @@ pub async fn leader_node(client: &zookeeper_client::Client, path: &str) -> Optio
         .next()
         .map(|c| c.node)
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers shared by the test files
+
+/// Runs a future to completion on a runtime of its own (tests are synchronous; the ZooKeeper client is not).
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}
+
+/// Waits until the election at `path` on the server at `connect` holds exactly `nodes`, in that order.
+pub fn wait_queue(connect: &str, path: &str, nodes: &[&str], timeout: Duration) {
+    block_on(async {
+        let client = zk_client(connect).await;
+        let what = format!("the queue of {path} to be {nodes:?}");
+        wait_until_async(timeout, &what, || async {
+            let queue: Vec<String> = candidates(&client, path)
+                .await
+                .into_iter()
+                .map(|(_, node)| node)
+                .collect();
+            queue == nodes
+        })
+        .await;
+    });
+}
+
+/// Samples for `how_long` that `worker` has exactly one live process, always the same one (and on `node`, if
+/// given).
+pub fn assert_stable(witness: &Witness, worker: &str, node: Option<&str>, how_long: Duration) {
+    let first = witness.live(worker);
+    assert_eq!(first.len(), 1, "{}", witness.timeline(worker));
+    let until = Instant::now() + how_long;
+    loop {
+        let live = witness.live(worker);
+        assert!(
+            live.len() == 1 && live[0].id == first[0].id && node.is_none_or(|n| live[0].node == n),
+            "worker {worker} did not stay put{}\n{}",
+            node.map(|n| format!(" on {n}")).unwrap_or_default(),
+            witness.timeline(worker)
+        );
+        if Instant::now() >= until {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}

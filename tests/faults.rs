@@ -156,15 +156,7 @@ fn the_leaders_candidate_deleted_by_someone_else_stops_the_child_at_once() {
         &["a", "b"],
         Duration::from_secs(10),
     );
-    let deleted = block_on(async {
-        let client = zk_client(&zk.connect_string()).await;
-        let (name, _) = candidates(&client, &path).await.remove(0);
-        client
-            .delete(&format!("{path}/{name}"), None)
-            .await
-            .expect("delete a's candidate");
-        Instant::now()
-    });
+    let deleted = delete_leader_candidate(&zk.connect_string(), &path);
     wait_until(Duration::from_secs(2), "a's child to stop", || {
         witness.history("w")[0].closed.is_some()
     });
@@ -262,14 +254,7 @@ fn the_fencing_token_strictly_increases_across_failovers_of_every_kind() {
     queue_full();
     // 5. The leader's candidate deleted by someone else.
     let old = leader();
-    block_on(async {
-        let client = zk_client(&zk.connect_string()).await;
-        let (name, _) = candidates(&client, &path).await.remove(0);
-        client
-            .delete(&format!("{path}/{name}"), None)
-            .await
-            .expect("delete the leader's candidate");
-    });
+    delete_leader_candidate(&zk.connect_string(), &path);
     moved_from(&old);
     leader();
     witness.assert_no_overlap("w");

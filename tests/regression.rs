@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::{kill, killpg, Signal};
@@ -137,15 +137,7 @@ fn a_deleted_candidate_kills_the_child_without_waiting_for_its_grace_period() {
     let a = Supervisor::start(&config(&zk.connect_string(), &root, "4s", &[worker]), "a");
     witness.wait_live("w", Some("a"), Duration::from_secs(20));
     let path = format!("{root}/w");
-    let deleted = block_on(async {
-        let client = zk_client(&zk.connect_string()).await;
-        let (name, _) = candidates(&client, &path).await.remove(0);
-        client
-            .delete(&format!("{path}/{name}"), None)
-            .await
-            .expect("delete a's candidate");
-        Instant::now()
-    });
+    let deleted = delete_leader_candidate(&zk.connect_string(), &path);
     wait_until(Duration::from_secs(2), "a's child to die", || {
         witness.history("w")[0].closed.is_some()
     });

@@ -1788,3 +1788,17 @@ pub fn assert_stable(witness: &Witness, worker: &str, node: Option<&str>, how_lo
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Deletes the first candidate of the election at `path`, as an operator (or a bug elsewhere) might;
+/// returns when the deletion was done.
+pub fn delete_leader_candidate(connect: &str, path: &str) -> Instant {
+    block_on(async {
+        let client = zk_client(connect).await;
+        let (name, _) = candidates(&client, path).await.remove(0);
+        client
+            .delete(&format!("{path}/{name}"), None)
+            .await
+            .expect("delete the leader's candidate");
+        Instant::now()
+    })
+}

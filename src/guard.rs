@@ -67,6 +67,8 @@ pub struct Spec {
     pub grace_ms: u64,
     /// The lease deadline `K` in nanoseconds on `CLOCK_BOOTTIME`; the child is not started past it.
     pub deadline_ns: u64,
+    /// The soft limit on open files to give the child (the supervisor raises its own).
+    pub nofile: Option<u64>,
 }
 
 /// Why the child ended, as the guard reports it in `exited <status> <cause>`.
@@ -539,6 +541,7 @@ fn spawn(spec: &Spec) -> Result<Pid, String> {
             .env("LOGNAME", &u.name);
     }
     let guard_pid = nix::unistd::getpid();
+    let nofile = spec.nofile;
     // SAFETY: the guard is single-threaded, so between fork and exec the child may call anything; the
     // closure only makes system calls.
     unsafe {
@@ -549,6 +552,11 @@ fn spawn(spec: &Spec) -> Result<Pid, String> {
                 }
                 nix::unistd::setgid(c.gid)?;
                 nix::unistd::setuid(c.uid)?;
+            }
+            if let Some(soft) = nofile {
+                use nix::sys::resource::{getrlimit, setrlimit, Resource};
+                let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+                setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard)?;
             }
             // After the credentials: changing them clears the parent-death signal.
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;

@@ -129,6 +129,7 @@ fn status(cfg: &config::Config, json: bool) -> ExitCode {
 }
 
 fn run(cfg: config::Config) -> ExitCode {
+    zk_supervise::process::raise_open_file_limit();
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,

@@ -22,6 +22,27 @@ use crate::config::WorkerConfig;
 use crate::guard::{Cause, Spec};
 use crate::lease::Stamp;
 
+/// The soft limit on open files the daemon started with, which children get back (see
+/// [`raise_open_file_limit`]).
+static CHILD_NOFILE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Raises this process's soft limit on open files to its hard limit: each running child costs the
+/// supervisor three descriptors (its guard's control socket and two output pipes), so a node with a
+/// thousand workers needs more than the customary 1024. Children get the original soft limit back
+/// (programs that use `select(2)` rely on it). Returns the limit now in force.
+pub fn raise_open_file_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    let _ = CHILD_NOFILE.set(soft);
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return Some(hard);
+    }
+    Some(soft)
+}
+
+/// Guards being spawned at once (on the blocking pool).
+static SPAWNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// The longest piece of child output logged as one event.
 pub const MAX_LINE: usize = 16 * 1024;
 
@@ -64,6 +85,9 @@ pub enum SpawnError {
     /// The guard itself could not be started.
     #[error("start guard: {0}")]
     Guard(#[from] std::io::Error),
+    /// The lease no longer holds for the grace period: not started (not a failure of the command).
+    #[error("the lease is too short to start the child")]
+    Lease,
 }
 
 enum Event {
@@ -96,7 +120,7 @@ impl Child {
     pub async fn spawn(
         worker: &WorkerConfig,
         extra_env: &[(&str, String)],
-        deadline: Stamp,
+        lease: &crate::lease::Lease,
     ) -> Result<Child, SpawnError> {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         let mut cmd = tokio::process::Command::new("/proc/self/exe");
@@ -114,8 +138,18 @@ impl Child {
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID");
-        let mut guard = cmd.spawn()?;
-        drop(cmd); // closes our copy of the guard's end of the socket
+        // fork/exec blocks for a millisecond or more; a node that takes over hundreds of workers at once
+        // would starve the runtime's thread, and with it lease renewal. So it happens on the blocking
+        // pool, a few at a time. (Dropping `cmd` there closes our copy of the guard's end.)
+        let permit = SPAWNS.acquire().await.map_err(std::io::Error::other)?;
+        // The wait for a permit can be long when many workers start at once: look at the lease now.
+        if !lease.holds_for(worker.grace_period) {
+            return Err(SpawnError::Lease);
+        }
+        let mut guard = tokio::task::spawn_blocking(move || cmd.spawn())
+            .await
+            .map_err(std::io::Error::other)??;
+        drop(permit);
         if let Some(out) = guard.stdout.take() {
             tokio::spawn(log_output(worker.name.clone(), "stdout", out));
         }
@@ -135,7 +169,9 @@ impl Child {
             group: worker.group.clone(),
             stop_signal: worker.stop_signal as i32,
             grace_ms: u64::try_from(worker.grace_period.as_millis()).unwrap_or(u64::MAX),
-            deadline_ns: deadline.0,
+            // The latest deadline, read after the guard started.
+            deadline_ns: lease.deadline().map_or(0, |k| k.0),
+            nofile: CHILD_NOFILE.get().copied(),
         };
         let json = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
         control
@@ -326,7 +362,8 @@ fn parse_exited(rest: &str) -> Event {
 
 /// Logs each line of a child's stream as an event with the fields `worker` and `stream`.
 async fn log_output(worker: String, stream: &'static str, pipe: impl AsyncRead + Unpin) {
-    let mut reader = BufReader::new(pipe);
+    // A small buffer: a thousand running workers hold two readers each; long lines accumulate in `line`.
+    let mut reader = BufReader::with_capacity(1024, pipe);
     let mut line = Vec::new();
     loop {
         line.clear();

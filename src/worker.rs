@@ -17,7 +17,7 @@ use zookeeper_client as zk;
 use crate::config::WorkerConfig;
 use crate::election::{Candidate, Election, ElectionError, Leadership};
 use crate::guard::Cause;
-use crate::process::{Child, Ended};
+use crate::process::{Child, Ended, SpawnError};
 use crate::session::Session;
 
 /// A run that ends sooner than this after its start counts as a failure (SPEC §3 `handoff_after`).
@@ -390,9 +390,7 @@ impl Job {
                     () = session.ended() => return Led::SessionEnded,
                 }
             }
-            let Some(deadline) = *lease.borrow_and_update() else {
-                continue;
-            };
+            lease.borrow_and_update();
             if self.cancel.is_cancelled() {
                 return Led::Shutdown;
             }
@@ -409,8 +407,13 @@ impl Job {
                 self.shared.restarts.fetch_add(1, Ordering::Relaxed);
             }
             starts += 1;
-            let outcome = match Child::spawn(w, &env, deadline).await {
-                Ok(child) => {
+            let outcome = match Child::spawn(w, &env, &session.lease).await {
+                Ok(mut child) => {
+                    // Renewals that came while it started: the guard must have the latest deadline.
+                    let latest = *lease.borrow_and_update();
+                    if let Some(k) = latest {
+                        child.renew(k).await;
+                    }
                     tracing::info!(
                         worker = self.name(),
                         pid = child.pid(),
@@ -430,6 +433,10 @@ impl Job {
                         env: &env,
                     };
                     self.supervise(session, election, me, run).await
+                }
+                Err(SpawnError::Lease) => {
+                    starts -= 1;
+                    continue; // the top of the loop waits for a renewal
                 }
                 Err(e) => {
                     tracing::error!(worker = self.name(), error = %e, "cannot start the command");

@@ -51,7 +51,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{Gid, Group, Pid, Uid, User};
 use serde::{Deserialize, Serialize};
 
-use crate::lease::Stamp;
+use crate::lease::{DeadlineView, Stamp};
 
 /// What the supervisor sends first: everything the guard needs to start the child.
 ///
@@ -69,6 +69,8 @@ pub struct Spec {
     pub deadline_ns: u64,
     /// The soft limit on open files to give the child (the supervisor raises its own).
     pub nofile: Option<u64>,
+    /// Whether fd 3 is the session's shared deadline page ([`crate::lease::SharedDeadline`]).
+    pub shared_deadline: bool,
 }
 
 /// Why the child ended, as the guard reports it in `exited <status> <cause>`.
@@ -125,6 +127,8 @@ struct Guard {
     grace: Duration,
     /// `K`: stop signal at `K - grace`, SIGKILL at `K`.
     deadline: Stamp,
+    /// The session's shared deadline page, read whenever the guard wakes up.
+    view: Option<DeadlineView>,
     /// When a requested stop turns into SIGKILL.
     kill_at: Option<Stamp>,
     /// Whether the stop signal went to the group, and why.
@@ -156,6 +160,21 @@ impl Guard {
             );
             return Err(());
         }
+        let view = if spec.shared_deadline {
+            // SAFETY: the supervisor put the session's deadline page on fd 3; it is ours alone.
+            let fd = unsafe { OwnedFd::from_raw_fd(3) };
+            let view = DeadlineView::map(fd.as_fd());
+            drop(fd); // the mapping stays; the child must not inherit the descriptor
+            match view {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    fail(&mut control, format!("map the lease page: {e}"));
+                    return Err(());
+                }
+            }
+        } else {
+            None
+        };
         let stop_signal = Signal::try_from(spec.stop_signal).unwrap_or(Signal::SIGTERM);
         for sig in IGNORED {
             // SAFETY: SIG_IGN installs no handler code.
@@ -207,6 +226,7 @@ impl Guard {
             stop_signal,
             grace: Duration::from_millis(spec.grace_ms),
             deadline: Stamp(spec.deadline_ns),
+            view,
             kill_at: None,
             stopping: None,
             killed: false,
@@ -216,6 +236,10 @@ impl Guard {
 
     fn run(&mut self) -> i32 {
         loop {
+            if let Some(view) = &self.view {
+                // Renewals since the last look; the deadline only moves forward.
+                self.deadline = self.deadline.max(view.load());
+            }
             self.act_on_deadlines();
             self.reap();
             if self.status.is_some() && group_is_gone(self.child) {
@@ -430,6 +454,9 @@ const IGNORED: [Signal; 7] = [
     Signal::SIGTTOU,
 ];
 
+/// `close_range(2)`'s flag to mark descriptors close-on-exec rather than close them (Linux 5.11).
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+
 /// Whether no process of the group `pgid` is left.
 fn group_is_gone(pgid: Pid) -> bool {
     killpg(pgid, None::<Signal>) == Err(Errno::ESRCH)
@@ -563,6 +590,20 @@ fn spawn(spec: &Spec) -> Result<Pid, String> {
             if nix::unistd::getppid() != guard_pid {
                 // The guard died before PR_SET_PDEATHSIG was in place.
                 return Err(io::Error::other("guard exited"));
+            }
+            // No descriptor but stdin, stdout and stderr reaches the worker: whatever the supervisor
+            // inherited from its own parent without close-on-exec gets it now. (Marked, not closed:
+            // the pipe that reports a failed exec back to the guard must stay open until the exec.)
+            if nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                CLOSE_RANGE_CLOEXEC,
+            ) != 0
+            {
+                for fd in 3..1024 {
+                    nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
+                }
             }
             // The child starts as a fresh process would: no blocked signals (the guard blocks SIGCHLD for
             // its signalfd) and default dispositions (the guard ignores job-control and stop signals).

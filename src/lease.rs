@@ -10,8 +10,15 @@
 //! are separate processes), and unlike `CLOCK_MONOTONIC` it keeps counting while the host is suspended —
 //! the ZooKeeper servers' clocks do too.
 
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use nix::sys::memfd::{memfd_create, MFdFlags};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use nix::time::{clock_gettime, ClockId};
 use tokio::sync::watch;
@@ -69,6 +76,7 @@ pub struct Lease {
     margin: Duration,
     last_sent: Mutex<Option<Stamp>>,
     deadline: watch::Sender<Option<Stamp>>,
+    shared: Option<SharedDeadline>,
 }
 
 impl Lease {
@@ -81,7 +89,20 @@ impl Lease {
             margin: crate::config::lease_margin(session_timeout),
             last_sent: Mutex::new(None),
             deadline: watch::channel(None).0,
+            shared: match SharedDeadline::new() {
+                Ok(shared) => Some(shared),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no shared memory for the lease: renewals go to each guard by message");
+                    None
+                }
+            },
         }
+    }
+
+    /// The deadline as the guards of this session read it, if shared memory could be had.
+    #[must_use]
+    pub fn shared(&self) -> Option<&SharedDeadline> {
+        self.shared.as_ref()
     }
 
     /// Records that a request sent at `sent_at` was answered by the server.
@@ -95,6 +116,9 @@ impl Lease {
         }
         *last = Some(sent_at);
         let k = sent_at.plus(self.session_timeout).minus(self.margin);
+        if let Some(shared) = &self.shared {
+            shared.store(k);
+        }
         self.deadline.send_replace(Some(k));
     }
 
@@ -132,6 +156,103 @@ impl Lease {
     }
 }
 
+/// The lease deadline `K` in a page shared with the guards of one session.
+///
+/// A renewal is one store here, and no guard wakes up for it: a guard's timer is set for the
+/// deadline it last read, minus the grace period; when it fires, the guard reads the page again and
+/// only acts if the deadline did not move. So at idle a guard wakes about once per
+/// `S - margin - grace_period`, not at every renewal. Each session has its own page: a guard started
+/// under one session never sees a deadline renewed by the next.
+///
+/// The page is a `memfd` the supervisor maps read-write and passes to each guard as fd 3, which the
+/// guard maps read-only.
+#[derive(Debug)]
+pub struct SharedDeadline {
+    fd: OwnedFd,
+    word: NonNull<AtomicU64>,
+}
+
+// SAFETY: the mapping lives as long as the value and is only accessed through an atomic.
+unsafe impl Send for SharedDeadline {}
+// SAFETY: as above.
+unsafe impl Sync for SharedDeadline {}
+
+const PAGE: usize = 4096;
+
+impl SharedDeadline {
+    fn new() -> std::io::Result<SharedDeadline> {
+        let fd = memfd_create(c"zk-supervise-lease", MFdFlags::MFD_CLOEXEC)?;
+        nix::unistd::ftruncate(&fd, PAGE as i64)?;
+        // SAFETY: a fresh shared mapping of a file we own, of the file's size.
+        let ptr = unsafe {
+            mmap(
+                None,
+                NonZeroUsize::new(PAGE).expect("non-zero"),
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &fd,
+                0,
+            )?
+        };
+        Ok(SharedDeadline {
+            fd,
+            word: ptr.cast(),
+        })
+    }
+
+    fn store(&self, k: Stamp) {
+        // SAFETY: `word` points into our mapping, which lives as long as `self`.
+        unsafe { self.word.as_ref() }.store(k.0, Ordering::Release);
+    }
+
+    /// The memfd, to hand to a guard.
+    #[must_use]
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for SharedDeadline {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping, once.
+        let _ = unsafe { munmap(self.word.cast(), PAGE) };
+    }
+}
+
+/// A guard's read-only view of a [`SharedDeadline`].
+#[derive(Debug)]
+pub struct DeadlineView {
+    word: NonNull<AtomicU64>,
+}
+
+impl DeadlineView {
+    /// Maps the page behind `fd` read-only.
+    ///
+    /// # Errors
+    /// When `fd` cannot be mapped.
+    pub fn map(fd: BorrowedFd<'_>) -> std::io::Result<DeadlineView> {
+        // SAFETY: a read-only shared mapping of the page; only read through an atomic.
+        let ptr = unsafe {
+            mmap(
+                None,
+                NonZeroUsize::new(PAGE).expect("non-zero"),
+                ProtFlags::PROT_READ,
+                MapFlags::MAP_SHARED,
+                fd,
+                0,
+            )?
+        };
+        Ok(DeadlineView { word: ptr.cast() })
+    }
+
+    /// The deadline the supervisor last stored (0 before the first renewal).
+    #[must_use]
+    pub fn load(&self) -> Stamp {
+        // SAFETY: the mapping lives as long as the process (never unmapped).
+        Stamp(unsafe { self.word.as_ref() }.load(Ordering::Acquire))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +273,15 @@ mod tests {
         lease.renew(Stamp(4_000_000_000));
         // margin = max(200ms, 200ms)
         assert_eq!(lease.deadline(), Some(Stamp(6_800_000_000)));
+    }
+
+    #[test]
+    fn guards_see_renewals_through_the_shared_page() {
+        let lease = Lease::new(Duration::from_secs(2));
+        let view = DeadlineView::map(lease.shared().expect("a memfd").fd()).expect("map");
+        assert_eq!(view.load(), Stamp(0));
+        lease.renew(Stamp(5_000_000_000));
+        assert_eq!(view.load(), Stamp(6_800_000_000));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! after the child exits (the reader simply runs until end-of-file; the child's exit is known from the
 //! guard, not from the pipes).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -141,6 +141,19 @@ impl Child {
         // fork/exec blocks for a millisecond or more; a node that takes over hundreds of workers at once
         // would starve the runtime's thread, and with it lease renewal. So it happens on the blocking
         // pool, a few at a time. (Dropping `cmd` there closes our copy of the guard's end.)
+        if let Some(shared) = lease.shared() {
+            let raw = shared.fd().as_raw_fd();
+            // SAFETY: dup2 is async-signal-safe; fd 3 of the guard becomes the session's deadline page
+            // (dup2 clears close-on-exec on the copy only).
+            unsafe {
+                cmd.pre_exec(move || {
+                    if nix::libc::dup2(raw, 3) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let permit = SPAWNS.acquire().await.map_err(std::io::Error::other)?;
         // The wait for a permit can be long when many workers start at once: look at the lease now.
         if !lease.holds_for(worker.grace_period) {
@@ -172,6 +185,7 @@ impl Child {
             // The latest deadline, read after the guard started.
             deadline_ns: lease.deadline().map_or(0, |k| k.0),
             nofile: CHILD_NOFILE.get().copied(),
+            shared_deadline: lease.shared().is_some(),
         };
         let json = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
         control

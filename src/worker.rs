@@ -409,9 +409,10 @@ impl Job {
             starts += 1;
             let outcome = match Child::spawn(w, &env, &session.lease).await {
                 Ok(mut child) => {
-                    // Renewals that came while it started: the guard must have the latest deadline.
+                    // Renewals that came while it started: the guard must have the latest deadline (it reads
+                    // the shared page by itself, if there is one).
                     let latest = *lease.borrow_and_update();
-                    if let Some(k) = latest {
+                    if let (Some(k), None) = (latest, session.lease.shared()) {
                         child.renew(k).await;
                     }
                     tracing::info!(
@@ -543,7 +544,8 @@ impl Job {
                         _ => Supervised::Exited(ended),
                     };
                 }
-                _ = lease.changed() => {
+                // Without the shared deadline page, each renewal goes to the guard as a message.
+                _ = lease.changed(), if session.lease.shared().is_none() => {
                     let deadline = *lease.borrow_and_update();
                     if let Some(k) = deadline {
                         child.renew(k).await;

@@ -197,3 +197,32 @@ fn the_restart_delay_keeps_doubling_when_a_lone_node_hands_off_to_itself() {
         );
     }
 }
+
+#[test]
+fn the_child_inherits_no_descriptor_but_its_standard_streams() {
+    let zk = shared_server();
+    let root = unique_root("fds");
+    let worker = WorkerSpec::new("w", vec!["/bin/sleep".into(), "1000".into()]);
+    let a = Supervisor::start(&config(&zk.connect_string(), &root, S_STR, &[worker]), "a");
+    a.wait_log("started", Duration::from_secs(20));
+    // Children of every thread (the supervisor forks from its blocking pool).
+    let children = |pid: u32| -> Vec<u32> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("list the threads")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+            .flat_map(|c| {
+                c.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    };
+    let guard = children(a.pid())[0];
+    let child = children(guard)[0];
+    let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{child}/fd"))
+        .expect("list the child's descriptors")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    assert_eq!(fds, [0, 1, 2], "the child inherited descriptors");
+}

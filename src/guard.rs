@@ -7,13 +7,18 @@
 //! supervisor dies. Enforcement therefore cannot live in the supervisor's event loop. Each child gets a
 //! guard: the same binary, started as `zk-supervise __guard <worker>` through `/proc/self/exe` (so a
 //! package upgrade that replaces the file on disk cannot pair a supervisor with a guard of another
-//! version). The guard is single-threaded and does almost nothing: it blocks in `poll(2)` on two file
-//! descriptors and a timeout.
+//! version). The guard is single-threaded and does almost nothing: it blocks in `poll(2)` on three file
+//! descriptors.
 //!
 //! * **fd 0** is one end of a Unix socket pair whose other end only the supervisor holds. Down it come
-//!   the child's spec, then lease deadlines (`lease <K>`) and stop requests; up it go `started <pid>`,
-//!   `failed <why>` and `exited <status> <cause>`. When it reads end-of-file the supervisor is gone
-//!   (killed, crashed, OOM): the guard SIGKILLs the child's process group at once.
+//!   the child's spec and stop requests (and lease deadlines, `lease <K>`, when there is no shared
+//!   page); up it go `started <pid>`, `failed <why>` and `exited <status> <cause>`. When it reads
+//!   end-of-file the supervisor is gone (killed, crashed, OOM): the guard SIGKILLs the child's process
+//!   group at once.
+//! * **fd 3**, mapped read-only and then closed, is the session's deadline page
+//!   ([`crate::lease::SharedDeadline`]): the supervisor stores every renewal there, and the guard reads
+//!   it whenever it wakes up. Renewals therefore cost the guard nothing: at idle it wakes about once per
+//!   `S - margin - grace_period`, when its timer fires for the deadline it last read.
 //! * a **signalfd** for SIGCHLD, so the guard reaps its child, and any orphan that comes back to it, the
 //!   moment it dies.
 //! * a **timerfd** on `CLOCK_BOOTTIME`, the clock the supervisor stamps `K` with, armed with the absolute

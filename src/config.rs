@@ -68,6 +68,85 @@ pub struct ZkConfig {
     pub takeover_delay: Duration,
     /// Parent of the per-worker election paths: absolute, no trailing slash, not `/`.
     pub root: String,
+    /// `auth = { scheme = "digest", credentials_file = "..." }` (SPEC §9), if set.
+    pub auth: Option<AuthConfig>,
+}
+
+/// How the daemon authenticates to ZooKeeper. Holds where the secret is, never the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Only `digest`.
+    pub scheme: String,
+    /// A file holding `user:password`, readable by its owner only.
+    pub credentials_file: PathBuf,
+}
+
+/// The secret of a credentials file. Its `Debug` shows the user, never the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub scheme: String,
+    pub user: String,
+    /// `user:password`, as ZooKeeper's digest scheme takes it.
+    secret: Vec<u8>,
+}
+
+impl Credentials {
+    /// `user:password`, for the client library's auth packet. Never log it.
+    #[must_use]
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("scheme", &self.scheme)
+            .field("user", &self.user)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Reads a credentials file: one line `user:password`. Like ssh with its keys, refuses a file that
+/// its group or others may read or write. Error messages name the file, never its content.
+///
+/// # Errors
+/// The file cannot be read, is group- or world-accessible, or is not `user:password`.
+pub fn read_credentials(auth: &AuthConfig) -> Result<Credentials, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = auth.credentials_file.display();
+    let meta = std::fs::metadata(&auth.credentials_file)
+        .map_err(|e| format!("credentials file {path}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("credentials file {path}: not a regular file"));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "credentials file {path} is accessible to its group or others (mode {mode:04o}); \
+             chmod 600 it"
+        ));
+    }
+    let text = std::fs::read(&auth.credentials_file)
+        .map_err(|e| format!("credentials file {path}: {e}"))?;
+    let text =
+        String::from_utf8(text).map_err(|_| format!("credentials file {path}: not UTF-8"))?;
+    let line = text.trim_end_matches(['\n', '\r']);
+    match line.split_once(':') {
+        Some((user, password))
+            if !user.is_empty() && !password.is_empty() && !line.contains('\n') =>
+        {
+            Ok(Credentials {
+                scheme: auth.scheme.clone(),
+                user: user.to_owned(),
+                secret: line.as_bytes().to_vec(),
+            })
+        }
+        _ => Err(format!(
+            "credentials file {path}: expected one line user:password"
+        )),
+    }
 }
 
 /// The `[metrics]` section (SPEC §8).
@@ -450,7 +529,14 @@ const MAX_NODE_ID_LEN: usize = 255;
 
 const TOP_KEYS: &[&str] = &["zookeeper", "node", "defaults", "worker", "metrics"];
 const METRICS_KEYS: &[&str] = &["listen"];
-const ZK_KEYS: &[&str] = &["connect", "session_timeout", "takeover_delay", "root"];
+const ZK_KEYS: &[&str] = &[
+    "connect",
+    "session_timeout",
+    "takeover_delay",
+    "root",
+    "auth",
+];
+const AUTH_KEYS: &[&str] = &["scheme", "credentials_file"];
 const NODE_KEYS: &[&str] = &["id"];
 /// The keys a `[[worker]]` and `[defaults]` share.
 const FIELD_KEYS: &[&str] = &[
@@ -545,6 +631,7 @@ struct ZkFields {
     session_timeout: Field<Duration>,
     takeover_delay: Duration,
     root: String,
+    auth: Option<AuthConfig>,
 }
 
 /// Walks the spanned document and collects problems.
@@ -610,7 +697,7 @@ impl<'t> Checker<'t> {
             format!("{prefix}: ")
         };
         // Keys from later sections of the spec (§8, §9) are named as such, not as typos.
-        let later = matches!((prefix.as_str(), name), ("zookeeper: ", "auth" | "tls"));
+        let later = matches!((prefix.as_str(), name), ("zookeeper: ", "tls"));
         if later {
             self.problem(at, format!("{prefix}`{name}` is not supported yet"));
             return;
@@ -823,6 +910,7 @@ impl<'t> Checker<'t> {
                 session_timeout,
                 takeover_delay: zk.takeover_delay,
                 root: zk.root,
+                auth: zk.auth,
             },
             node: node?,
             metrics: metrics?,
@@ -877,6 +965,7 @@ impl<'t> Checker<'t> {
             session_timeout: Field::Unset,
             takeover_delay: Duration::ZERO,
             root: DEFAULT_ROOT.to_owned(),
+            auth: None,
         };
         let Some(value) = value else {
             self.problem(
@@ -925,6 +1014,7 @@ impl<'t> Checker<'t> {
                         }
                     }
                 }
+                "auth" => zk.auth = self.auth(v),
                 _ => self.unknown_key("zookeeper", key, ZK_KEYS),
             }
         }
@@ -945,6 +1035,51 @@ impl<'t> Checker<'t> {
             }
         }
         zk
+    }
+
+    /// `[zookeeper] auth = { scheme = "digest", credentials_file = "..." }`. The file itself is read
+    /// by [`read_credentials`], not here.
+    fn auth(&mut self, value: &Value<'_>) -> Option<AuthConfig> {
+        let table = self.table("zookeeper: auth", value)?;
+        let (mut scheme, mut file) = (None, None);
+        for (key, v) in table {
+            let at = v.span().start;
+            match key.get_ref().as_ref() {
+                "scheme" => match self.string("zookeeper: auth: scheme", v) {
+                    Some(s) if s == "digest" => scheme = Some(s),
+                    Some(s) => self.problem(
+                        at,
+                        format!("zookeeper: auth: scheme {s:?} is not supported; use \"digest\""),
+                    ),
+                    None => {}
+                },
+                "credentials_file" => {
+                    if let Some(s) = self.nonempty_string("zookeeper: auth: credentials_file", v) {
+                        if s.starts_with('/') {
+                            file = Some(PathBuf::from(s));
+                        } else {
+                            self.problem(
+                                at,
+                                "zookeeper: auth: credentials_file must be an absolute path"
+                                    .to_owned(),
+                            );
+                        }
+                    }
+                }
+                _ => self.unknown_key("zookeeper: auth", key, AUTH_KEYS),
+            }
+        }
+        if table.get("scheme").is_none() || table.get("credentials_file").is_none() {
+            self.problem(
+                value.span().start,
+                "zookeeper: auth needs scheme = \"digest\" and credentials_file = \"/path\""
+                    .to_owned(),
+            );
+        }
+        Some(AuthConfig {
+            scheme: scheme?,
+            credentials_file: file?,
+        })
     }
 
     fn node(&mut self, value: Option<&Value<'_>>) -> Option<NodeConfig> {

@@ -106,7 +106,7 @@ impl<'a> Election<'a> {
     /// # Cancellation safety
     /// Not cancel-safe: a cancelled call may leave a candidate that [`Election::find_own`] finds again.
     pub async fn join(&self) -> Result<Candidate, ElectionError> {
-        let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let persistent = zk::CreateMode::Persistent.with_acls(self.session.acls());
         match self.session.call(|c| c.check_stat(&self.dir)).await? {
             Some(_) => {}
             None => {
@@ -115,7 +115,7 @@ impl<'a> Election<'a> {
                     .await?
             }
         }
-        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+        let options = zk::CreateMode::EphemeralSequential.with_acls(self.session.acls());
         let path = format!("{}/{}", self.dir, self.prefix());
         loop {
             match self

@@ -60,6 +60,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match config::load(&config) {
+            Ok(cfg) if cfg.zookeeper.auth.is_some() && credentials_problem(&cfg).is_some() => {
+                eprintln!("{}", credentials_problem(&cfg).unwrap_or_default());
+                ExitCode::from(EXIT_CONFIG)
+            }
             Ok(cfg) => {
                 for line in cfg.summary() {
                     println!("{line}");
@@ -93,6 +97,15 @@ fn main() -> ExitCode {
             run(cfg)
         }
     }
+}
+
+/// Whether the credentials file named by the config is unusable, as a one-line message that names
+/// the file and never its content.
+fn credentials_problem(cfg: &config::Config) -> Option<String> {
+    let auth = cfg.zookeeper.auth.as_ref()?;
+    config::read_credentials(auth)
+        .err()
+        .map(|e| format!("{}: {e}", cfg.path.display()))
 }
 
 /// The single-threaded runtime the daemon and `status` run on (the work is waiting on ZooKeeper and

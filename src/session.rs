@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
-use crate::config::Config;
+use crate::config::{Config, Credentials};
 use crate::lease::{Lease, Stamp};
 
 /// A live session and its lease.
@@ -34,17 +34,37 @@ pub struct Session {
     pub lease: Lease,
     ended: CancellationToken,
     rtt_ns: AtomicU64,
+    /// Whether the session carries credentials (and so creates znodes only its identity may change).
+    authenticated: bool,
 }
 
+/// With credentials: the authenticated identity may do anything, everyone else may only read (so
+/// `status` works without credentials, and nobody else can delete a candidate).
+static AUTHED_ALL_WORLD_READ: [zk::Acl; 2] = [
+    zk::Acl::new_const(zk::Permission::ALL, "auth", ""),
+    zk::Acl::new_const(zk::Permission::READ, "world", "anyone"),
+];
+
 impl Session {
-    fn new(client: zk::Client) -> Session {
+    fn new(client: zk::Client, authenticated: bool) -> Session {
         Session {
+            authenticated,
             id: client.session_id().0,
             marker: uuid::Uuid::new_v4().simple().to_string(),
             lease: Lease::new(client.session_timeout()),
             client,
             ended: CancellationToken::new(),
             rtt_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// The ACL of every znode this session creates (election paths and candidates).
+    #[must_use]
+    pub fn acls(&self) -> zk::Acls<'static> {
+        if self.authenticated {
+            zk::Acls::new(&AUTHED_ALL_WORLD_READ)
+        } else {
+            zk::Acls::anyone_all()
         }
     }
 
@@ -127,6 +147,15 @@ pub enum SessionError {
     /// The negotiated session timeout is too short for a worker's grace period.
     #[error("{0}")]
     GraceDoesNotFit(crate::config::ConfigError),
+    /// ZooKeeper does not let this identity create znodes under the root.
+    #[error("zookeeper refused user {user:?} (scheme {scheme}) under {root}: {error}; check the password in {file} and the ACL of {root}")]
+    Refused {
+        scheme: String,
+        user: String,
+        root: String,
+        file: String,
+        error: zk::Error,
+    },
 }
 
 /// Keeps a session open until `stop` is cancelled, publishing each one on `sessions`.
@@ -135,17 +164,21 @@ pub enum SessionError {
 /// [`SessionError`] when the server's negotiated timeout does not fit the configuration.
 pub async fn run(
     configs: watch::Receiver<Arc<Config>>,
+    credentials: Option<Arc<Credentials>>,
     sessions: watch::Sender<Option<Arc<Session>>>,
     stop: CancellationToken,
 ) -> Result<(), SessionError> {
     loop {
         let config = configs.borrow().clone();
-        let Some(client) = connect(&config, &stop).await else {
+        let Some(client) = connect(&config, credentials.as_deref(), &stop).await else {
             return Ok(());
         };
         // The workers as they are now (a reload may have changed them while connecting).
         let config = configs.borrow().clone();
-        let session = Arc::new(Session::new(client));
+        let session = Arc::new(Session::new(client, credentials.is_some()));
+        if let (Some(creds), Some(auth)) = (&credentials, &config.zookeeper.auth) {
+            check_access(&session, &config.zookeeper.root, creds, auth).await?;
+        }
         let timeout = session.timeout();
         if let Err(e) = config.check_grace_against(timeout) {
             tracing::error!(timeout = ?timeout, "the server negotiated a session timeout too short for the configured grace periods");
@@ -167,15 +200,61 @@ pub async fn run(
     }
 }
 
+/// Digest authentication never fails by itself: a wrong password is merely another identity. So the
+/// daemon checks, once per session, that its identity may create znodes under the root (creating the
+/// root with its ACL if missing), with an ephemeral probe it deletes at once. A refusal is fatal: the
+/// daemon must not run with an identity that cannot hold its own candidates.
+async fn check_access(
+    session: &Session,
+    root: &str,
+    creds: &Credentials,
+    auth: &crate::config::AuthConfig,
+) -> Result<(), SessionError> {
+    let refused = |error| SessionError::Refused {
+        scheme: creds.scheme.clone(),
+        user: creds.user.clone(),
+        root: root.to_owned(),
+        file: auth.credentials_file.display().to_string(),
+        error,
+    };
+    let persistent = zk::CreateMode::Persistent.with_acls(session.acls());
+    match session.call(|c| c.mkdir(root, &persistent)).await {
+        Ok(()) => {}
+        Err(e @ zk::Error::NoAuth) => return Err(refused(e)),
+        Err(e) => tracing::warn!(root, error = %e, "cannot check the root; going on"),
+    }
+    let probe = format!("{root}/.zk-supervise-access-{}", session.marker);
+    let ephemeral = zk::CreateMode::Ephemeral.with_acls(session.acls());
+    match session.call(|c| c.create(&probe, b"", &ephemeral)).await {
+        Ok(_) | Err(zk::Error::NodeExists) => {
+            let _ = session.call(|c| c.delete(&probe, None)).await;
+            tracing::info!(user = %creds.user, scheme = %creds.scheme, "authenticated to zookeeper");
+            Ok(())
+        }
+        Err(e @ zk::Error::NoAuth) => Err(refused(e)),
+        Err(e) => {
+            tracing::warn!(root, error = %e, "cannot check access under the root; going on");
+            Ok(())
+        }
+    }
+}
+
 /// Connects, retrying with backoff until it works or `stop` is cancelled.
-async fn connect(config: &Config, stop: &CancellationToken) -> Option<zk::Client> {
+async fn connect(
+    config: &Config,
+    credentials: Option<&Credentials>,
+    stop: &CancellationToken,
+) -> Option<zk::Client> {
     let zk = &config.zookeeper;
     let mut delay = Duration::from_millis(250);
     loop {
-        let attempt = zk::Client::connector()
+        let mut connector = zk::Client::connector()
             .with_session_timeout(zk.session_timeout)
-            .with_fail_eagerly()
-            .connect(&zk.connect);
+            .with_fail_eagerly();
+        if let Some(creds) = credentials {
+            connector = connector.with_auth(&creds.scheme, creds.secret());
+        }
+        let attempt = connector.connect(&zk.connect);
         let result = tokio::select! {
             r = tokio::time::timeout(zk.session_timeout + Duration::from_secs(1), attempt) => r,
             () = stop.cancelled() => return None,

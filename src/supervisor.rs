@@ -33,13 +33,18 @@ pub enum RunError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Credentials(String),
 }
 
 impl RunError {
     /// Whether the cause is the configuration (exit 78, so systemd does not restart-loop).
     #[must_use]
     pub fn is_config(&self) -> bool {
-        matches!(self, RunError::Session(SessionError::GraceDoesNotFit(_)))
+        matches!(
+            self,
+            RunError::Session(SessionError::GraceDoesNotFit(_)) | RunError::Credentials(_)
+        )
     }
 }
 
@@ -91,12 +96,19 @@ pub async fn run(
     observe: impl FnOnce(Arc<Observer>),
 ) -> Result<(), RunError> {
     let path = config.path.clone();
+    let credentials = match &config.zookeeper.auth {
+        Some(auth) => Some(Arc::new(
+            config::read_credentials(auth).map_err(RunError::Credentials)?,
+        )),
+        None => None,
+    };
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let config = config_rx.borrow().clone();
     let (sessions_tx, sessions_rx) = watch::channel(None);
     let session_stop = CancellationToken::new();
     let mut session_task = tokio::spawn(session::run(
         config_rx.clone(),
+        credentials,
         sessions_tx,
         session_stop.clone(),
     ));

@@ -279,6 +279,29 @@ impl std::error::Error for ConfigError {}
 /// The file cannot be read (missing, a directory, no permission), is not UTF-8, or [`parse`]
 /// finds problems in it.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    // Configuration management tools make symlinks: a good one is followed, a dangling one named.
+    if let (Ok(link), Err(_)) = (std::fs::symlink_metadata(path), std::fs::metadata(path)) {
+        if link.file_type().is_symlink() {
+            let target = std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            return Err(ConfigError::whole_file(
+                path,
+                format!("is a symbolic link to {target}, which does not exist"),
+            ));
+        }
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.is_file() && meta.len() > MAX_FILE_BYTES {
+            return Err(ConfigError::whole_file(
+                path,
+                format!(
+                    "too large: {} bytes (the limit is {MAX_FILE_BYTES})",
+                    meta.len()
+                ),
+            ));
+        }
+    }
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(_) if path.is_dir() => {
@@ -297,6 +320,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         }
     };
     match String::from_utf8(bytes) {
+        Ok(text) if text.trim().is_empty() => Err(ConfigError::whole_file(
+            path,
+            "is empty; it needs at least [zookeeper] connect = \"host:port\"".to_owned(),
+        )),
         Ok(text) => parse(&text, path),
         Err(err) => {
             let valid = err.utf8_error().valid_up_to();
@@ -529,6 +556,15 @@ const MAX_NODE_ID_LEN: usize = 255;
 
 const TOP_KEYS: &[&str] = &["zookeeper", "node", "defaults", "worker", "metrics"];
 const METRICS_KEYS: &[&str] = &["listen"];
+/// Limits that keep a bad file from exhausting the host. `MAX_ARG_BYTES` is Linux's limit on one
+/// argument or environment string (`MAX_ARG_STRLEN`).
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+const MAX_WORKERS: usize = 10_000;
+const MAX_ARGS: usize = 4096;
+const MAX_ARG_BYTES: usize = 128 * 1024;
+const MAX_ARGV_BYTES: usize = 1024 * 1024;
+const MAX_ENV_VARS: usize = 1024;
+
 const ZK_KEYS: &[&str] = &[
     "connect",
     "session_timeout",
@@ -864,6 +900,21 @@ impl<'t> Checker<'t> {
             );
             return None;
         }
+        let total: usize = argv.iter().map(|a| a.len() + 1).sum();
+        if argv.len() > MAX_ARGS
+            || argv.iter().any(|a| a.len() > MAX_ARG_BYTES)
+            || total > MAX_ARGV_BYTES
+        {
+            self.problem(
+                at,
+                format!(
+                    "{what}: too large ({} arguments, {total} bytes; the limits are {MAX_ARGS} arguments, \
+                     {MAX_ARG_BYTES} bytes each and {MAX_ARGV_BYTES} in all)",
+                    argv.len()
+                ),
+            );
+            return None;
+        }
         Some(argv)
     }
 
@@ -884,6 +935,12 @@ impl<'t> Checker<'t> {
         let mut workers = Vec::new();
         match doc.get("worker").map(|v| (v, v.get_ref())) {
             None => {}
+            Some((v, DeValue::Array(items))) if items.len() > MAX_WORKERS => {
+                self.problem(
+                    v.span().start,
+                    format!("{} workers; the limit is {MAX_WORKERS}", items.len()),
+                );
+            }
             Some((_, DeValue::Array(items))) => {
                 let session_timeout = match &zk.session_timeout {
                     Field::Set(s, at) => Some((*s, Some(*at))),
@@ -1199,6 +1256,16 @@ impl<'t> Checker<'t> {
 
     fn env(&mut self, what: &str, value: &Value<'_>) -> Option<BTreeMap<String, String>> {
         let table = self.table(what, value)?;
+        if table.len() > MAX_ENV_VARS {
+            self.problem(
+                value.span().start,
+                format!(
+                    "{what}: {} variables; the limit is {MAX_ENV_VARS}",
+                    table.len()
+                ),
+            );
+            return None;
+        }
         let before = self.problems.len();
         let mut env = BTreeMap::new();
         for (key, v) in table {
@@ -1220,7 +1287,17 @@ impl<'t> Checker<'t> {
                 self.problem(key.span().start, format!("{what}: {why}"));
             }
             if let Some(s) = self.string(&format!("{what}.{name}"), v) {
-                env.insert(name.to_owned(), s);
+                if s.len() > MAX_ARG_BYTES || name.len() > MAX_ARG_BYTES {
+                    self.problem(
+                        v.span().start,
+                        format!(
+                            "{what}.{name}: {} bytes; the limit is {MAX_ARG_BYTES}",
+                            s.len()
+                        ),
+                    );
+                } else {
+                    env.insert(name.to_owned(), s);
+                }
             }
         }
         (self.problems.len() == before).then_some(env)
@@ -2500,5 +2577,44 @@ restart_delay = "soon"
             "worker = [{{ name = \"a\", command = [\"x\"] }}]\n{ZK}"
         ));
         assert_eq!(config.workers[0].name, "a");
+    }
+}
+
+/// The parser against arbitrary input: it reports problems, it never panics.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    const VALID: &str = "[zookeeper]\nconnect = \"zk1:2181/apps\"\nsession_timeout = \"15s\"\n\
+        [defaults]\ngrace_period = \"5s\"\n[[worker]]\nname = \"mailer\"\ncommand = [\"/bin/m\", \"-q\"]\n\
+        env = { A = \"b\" }\n[worker.health_check]\ncommand = [\"/bin/c\"]\ninterval = \"10s\"\n";
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = super::parse(&text, Path::new("fuzz.toml"));
+        }
+
+        #[test]
+        fn mutations_of_a_valid_file_never_panic(
+            at in 0usize..VALID.len(),
+            cut in 0usize..40,
+            insert in "[\\[\\]{}=\",.#0-9a-z_ \\n\\\\\u{0}-\u{1f}\u{80}-\u{10ffff}]{0,12}",
+        ) {
+            let mut text = VALID.to_owned();
+            let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            let end = (at + cut).min(text.len());
+            let end = (end..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+            text.replace_range(at..end, &insert);
+            let _ = super::parse(&text, Path::new("fuzz.toml"));
+        }
+
+        #[test]
+        fn durations_never_panic(s in "\\PC{0,30}") {
+            let _ = super::parse_duration(&s);
+        }
     }
 }

@@ -307,3 +307,82 @@ failures = 3                                    # consecutive; then stop the chi
         "email-sender: /usr/bin/mailer --queue emails (grace 5s, restart 1s..30s, handoff after 5, health check every 10s)\n"
     );
 }
+
+/// Runs `check` on `path` and returns its single stderr line (exit 78 asserted).
+fn one_line_refusal(path: &Path) -> String {
+    let out = check(path);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_directory_an_empty_file_and_a_dangling_symlink_are_one_line_each() {
+    let dir = TempDir::new();
+    assert!(one_line_refusal(&dir.0).contains("is a directory"));
+    let empty = dir.file("empty.toml", "");
+    assert!(one_line_refusal(&empty).contains("is empty"));
+    let dangling = dir.0.join("dangling.toml");
+    std::os::unix::fs::symlink(dir.0.join("gone.toml"), &dangling).expect("symlink");
+    let line = one_line_refusal(&dangling);
+    assert!(
+        line.contains("symbolic link") && line.contains("gone.toml"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_symlink_to_a_good_file_works() {
+    let dir = TempDir::new();
+    let good = dir.file(
+        "real.toml",
+        &format!("{ZK}[[worker]]\nname = \"w\"\ncommand = [\"/bin/true\"]\n"),
+    );
+    let link = dir.0.join("workers.toml");
+    std::os::unix::fs::symlink(&good, &link).expect("symlink");
+    let out = check(&link);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn nul_bytes_in_argv_or_env_are_refused() {
+    let text = format!(
+        "{ZK}[[worker]]\nname = \"w\"\ncommand = [\"/bin/echo\", \"a\\u0000b\"]\nenv = {{ A = \"x\\u0000y\" }}\n"
+    );
+    let dir = TempDir::new();
+    let out = check(&dir.file("w.toml", &text));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{stderr}");
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(stderr.lines().all(|l| l.contains("NUL")), "{stderr}");
+}
+
+#[test]
+fn limits_keep_a_huge_file_from_exhausting_the_host() {
+    let many_args: Vec<String> = (0..5000).map(|i| format!("\"{i}\"")).collect();
+    let text = format!(
+        "{ZK}[[worker]]\nname = \"w\"\ncommand = [\"/bin/echo\", {}]\n",
+        many_args.join(", ")
+    );
+    let dir = TempDir::new();
+    let line = one_line_refusal(&dir.file("args.toml", &text));
+    assert!(
+        line.contains("too large") && line.contains("4096 arguments"),
+        "{line}"
+    );
+    let mut workers = String::from(ZK);
+    for i in 0..10_001 {
+        workers.push_str(&format!(
+            "[[worker]]\nname = \"w{i}\"\ncommand = [\"/bin/true\"]\n"
+        ));
+    }
+    let line = one_line_refusal(&dir.file("workers.toml", &workers));
+    assert!(line.contains("10001 workers; the limit is 10000"), "{line}");
+}

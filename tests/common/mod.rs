@@ -1802,3 +1802,34 @@ pub fn delete_leader_candidate(connect: &str, path: &str) -> Instant {
         Instant::now()
     })
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Benchmarks: other programs in the place of the daemon
+
+/// Like [`Supervisor::start`], but runs `program` (argv, e.g. `["python3", "bench/kazoo_agent.py"]`) with the
+/// config file's path appended instead of `zk-supervise run`: a baseline agent that reads the same config,
+/// handled like the daemon (log captured, signals, exit, killed on drop).
+pub fn start_program(program: &[&str], config_toml: &str, node_id: &str) -> Supervisor {
+    let dir = TempDir::new(&format!("program-{node_id}"));
+    let mut toml = config_toml.to_owned();
+    if !toml.lines().any(|line| line.trim() == "[node]") {
+        let _ = write!(toml, "\n[node]\nid = {}\n", toml_str(node_id));
+    }
+    let config_path = dir.path().join("workers.toml");
+    fs::write(&config_path, toml).expect("write the config");
+    let log = fs::File::create(dir.path().join("supervisor.log")).expect("create the log");
+    let (first, rest) = program.split_first().expect("a program");
+    let mut command = Command::new(first);
+    command
+        .process_group(0)
+        .args(rest)
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone the log"))
+        .stderr(log);
+    Supervisor {
+        node_id: node_id.to_owned(),
+        process: Guarded::spawn(&mut command, first),
+        dir,
+    }
+}

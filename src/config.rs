@@ -70,6 +70,20 @@ pub struct ZkConfig {
     pub root: String,
     /// `auth = { scheme = "digest", credentials_file = "..." }` (SPEC §9), if set.
     pub auth: Option<AuthConfig>,
+    /// `tls = { ca = "...", cert = "...", key = "..." }` (SPEC §9), if set.
+    pub tls: Option<TlsConfig>,
+}
+
+/// How the daemon connects to ZooKeeper with TLS. Holds where the certificates and key are; the
+/// files are read when connecting, never here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificates of the CAs that sign the servers' certificates.
+    pub ca: PathBuf,
+    /// The client's PEM certificate chain, for servers that authenticate clients (with `key`).
+    pub cert: Option<PathBuf>,
+    /// The PEM private key of `cert`.
+    pub key: Option<PathBuf>,
 }
 
 /// How the daemon authenticates to ZooKeeper. Holds where the secret is, never the secret.
@@ -571,8 +585,10 @@ const ZK_KEYS: &[&str] = &[
     "takeover_delay",
     "root",
     "auth",
+    "tls",
 ];
 const AUTH_KEYS: &[&str] = &["scheme", "credentials_file"];
+const TLS_KEYS: &[&str] = &["ca", "cert", "key"];
 const NODE_KEYS: &[&str] = &["id"];
 /// The keys a `[[worker]]` and `[defaults]` share.
 const FIELD_KEYS: &[&str] = &[
@@ -668,6 +684,7 @@ struct ZkFields {
     takeover_delay: Duration,
     root: String,
     auth: Option<AuthConfig>,
+    tls: Option<TlsConfig>,
 }
 
 /// Walks the spanned document and collects problems.
@@ -732,12 +749,6 @@ impl<'t> Checker<'t> {
         } else {
             format!("{prefix}: ")
         };
-        // Keys from later sections of the spec (§8, §9) are named as such, not as typos.
-        let later = matches!((prefix.as_str(), name), ("zookeeper: ", "tls"));
-        if later {
-            self.problem(at, format!("{prefix}`{name}` is not supported yet"));
-            return;
-        }
         let mut message = format!("{prefix}unknown key `{name}`");
         let nearest = known
             .iter()
@@ -968,6 +979,7 @@ impl<'t> Checker<'t> {
                 takeover_delay: zk.takeover_delay,
                 root: zk.root,
                 auth: zk.auth,
+                tls: zk.tls,
             },
             node: node?,
             metrics: metrics?,
@@ -1023,6 +1035,7 @@ impl<'t> Checker<'t> {
             takeover_delay: Duration::ZERO,
             root: DEFAULT_ROOT.to_owned(),
             auth: None,
+            tls: None,
         };
         let Some(value) = value else {
             self.problem(
@@ -1072,6 +1085,7 @@ impl<'t> Checker<'t> {
                     }
                 }
                 "auth" => zk.auth = self.auth(v),
+                "tls" => zk.tls = self.tls(v),
                 _ => self.unknown_key("zookeeper", key, ZK_KEYS),
             }
         }
@@ -1137,6 +1151,55 @@ impl<'t> Checker<'t> {
             scheme: scheme?,
             credentials_file: file?,
         })
+    }
+
+    /// `[zookeeper] tls = { ca = "...", cert = "...", key = "..." }`: absolute paths; `cert` and `key`
+    /// both or neither. The files themselves are read when connecting, not here.
+    fn tls(&mut self, value: &Value<'_>) -> Option<TlsConfig> {
+        let table = self.table("zookeeper: tls", value)?;
+        let (mut ca, mut cert, mut key) = (None, None, None);
+        let mut bad = false;
+        for (name, v) in table {
+            let slot = match name.get_ref().as_ref() {
+                "ca" => &mut ca,
+                "cert" => &mut cert,
+                "key" => &mut key,
+                _ => {
+                    self.unknown_key("zookeeper: tls", name, TLS_KEYS);
+                    bad = true;
+                    continue;
+                }
+            };
+            let what = format!("zookeeper: tls: {}", name.get_ref());
+            match self.nonempty_string(&what, v) {
+                Some(s) if s.starts_with('/') => *slot = Some(PathBuf::from(s)),
+                Some(_) => {
+                    self.problem(v.span().start, format!("{what} must be an absolute path"));
+                    bad = true;
+                }
+                None => bad = true,
+            }
+        }
+        if table.get("ca").is_none() {
+            self.problem(
+                value.span().start,
+                "zookeeper: tls needs ca = \"/path/ca.pem\" (the CA that signs the servers' certificates)"
+                    .to_owned(),
+            );
+            bad = true;
+        }
+        if table.get("cert").is_some() != table.get("key").is_some() {
+            self.problem(
+                value.span().start,
+                "zookeeper: tls: cert and key go together: give both for client authentication, or neither"
+                    .to_owned(),
+            );
+            bad = true;
+        }
+        if bad {
+            return None;
+        }
+        Some(TlsConfig { ca: ca?, cert, key })
     }
 
     fn node(&mut self, value: Option<&Value<'_>>) -> Option<NodeConfig> {
@@ -2009,11 +2072,61 @@ intervall = "5s"
     }
 
     #[test]
-    fn later_sections_are_not_supported_yet() {
-        let text = format!("{ZK}tls = {{ ca = \"x\" }}\n");
+    fn tls_takes_a_ca_and_optionally_a_client_certificate_and_key() {
+        let text = format!("{ZK}tls = {{ ca = \"/etc/zk/ca.pem\" }}\n");
         assert_eq!(
-            problems(&text),
-            ["w.toml:3:1: zookeeper: `tls` is not supported yet"]
+            ok(&text).zookeeper.tls,
+            Some(TlsConfig {
+                ca: PathBuf::from("/etc/zk/ca.pem"),
+                cert: None,
+                key: None,
+            })
+        );
+        let text = format!(
+            "{ZK}tls = {{ ca = \"/etc/zk/ca.pem\", cert = \"/etc/zk/c.pem\", key = \"/etc/zk/c.key\" }}\n"
+        );
+        assert_eq!(
+            ok(&text).zookeeper.tls,
+            Some(TlsConfig {
+                ca: PathBuf::from("/etc/zk/ca.pem"),
+                cert: Some(PathBuf::from("/etc/zk/c.pem")),
+                key: Some(PathBuf::from("/etc/zk/c.key")),
+            })
+        );
+        assert_eq!(ok(ZK).zookeeper.tls, None);
+    }
+
+    #[test]
+    fn tls_problems_are_named() {
+        let tls = |inner: &str| problems(&format!("{ZK}tls = {{ {inner} }}\n"));
+        assert_eq!(
+            tls("ca = \"ca.pem\""),
+            ["w.toml:3:14: zookeeper: tls: ca must be an absolute path"]
+        );
+        assert_eq!(
+            tls("cert = \"/c.pem\", key = \"/c.key\""),
+            ["w.toml:3:7: zookeeper: tls needs ca = \"/path/ca.pem\" (the CA that signs the servers' certificates)"]
+        );
+        assert_eq!(
+            tls("ca = \"/ca.pem\", cert = \"/c.pem\""),
+            ["w.toml:3:7: zookeeper: tls: cert and key go together: give both for client authentication, or neither"]
+        );
+        assert_eq!(
+            tls("ca = \"/ca.pem\", key = \"/c.key\""),
+            ["w.toml:3:7: zookeeper: tls: cert and key go together: give both for client authentication, or neither"]
+        );
+        assert_eq!(
+            tls("ca = \"/ca.pem\", crt = \"/c.pem\""),
+            ["w.toml:3:25: zookeeper: tls: unknown key `crt`; did you mean `cert`?"]
+        );
+        assert_eq!(
+            tls("ca = \"\""),
+            ["w.toml:3:14: zookeeper: tls: ca: must not be empty"]
+        );
+        assert_eq!(
+            problems(&format!("{ZK}tls = \"/ca.pem\"\n")).len(),
+            1,
+            "tls must be a table"
         );
     }
 

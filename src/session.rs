@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
-use crate::config::{Config, Credentials};
+use crate::config::{Config, Credentials, TlsConfig};
 use crate::lease::{Lease, Stamp};
 
 /// A live session and its lease.
@@ -156,6 +156,58 @@ pub enum SessionError {
         file: String,
         error: zk::Error,
     },
+    /// A file named by `[zookeeper] tls` cannot be read or is not what it should be.
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// The TLS options of `[zookeeper] tls`, from its files as they are now.
+///
+/// # Errors
+/// A one-line message naming the file that cannot be read or holds no usable certificate or key. It
+/// never quotes a file's content, nor the parser's view of it.
+pub fn tls_options(tls: &TlsConfig) -> Result<zk::TlsOptions, String> {
+    let read = |what: &str, path: &std::path::Path| {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("zookeeper tls {what} {}: {e}", path.display()))?;
+        String::from_utf8(bytes)
+            .map_err(|_| format!("zookeeper tls {what} {}: not a PEM file", path.display()))
+    };
+    let ca = read("ca", &tls.ca)?;
+    let options = zk::TlsOptions::new().with_pem_ca(&ca).map_err(|_| {
+        format!(
+            "zookeeper tls ca {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+            tls.ca.display()
+        )
+    })?;
+    let (Some(cert_path), Some(key_path)) = (&tls.cert, &tls.key) else {
+        return Ok(options);
+    };
+    let cert = read("cert", cert_path)?;
+    let key = read("key", key_path)?;
+    let no_cert = || {
+        format!(
+            "zookeeper tls cert {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+            cert_path.display()
+        )
+    };
+    // The library takes a cert file without certificates; the handshake would fail later, and less
+    // clearly.
+    if !cert.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(no_cert());
+    }
+    // The library's error is not passed on (a key's parse error could quote the key); it only tells
+    // which file to name.
+    options.with_pem_identity(&cert, &key).map_err(|e| {
+        if e.to_string().contains("read cert") {
+            no_cert()
+        } else {
+            format!(
+                "zookeeper tls key {}: no usable PEM private key in it",
+                key_path.display()
+            )
+        }
+    })
 }
 
 /// Keeps a session open until `stop` is cancelled, publishing each one on `sessions`.
@@ -170,7 +222,7 @@ pub async fn run(
 ) -> Result<(), SessionError> {
     loop {
         let config = configs.borrow().clone();
-        let Some(client) = connect(&config, credentials.as_deref(), &stop).await else {
+        let Some(client) = connect(&config, credentials.as_deref(), &stop).await? else {
             return Ok(());
         };
         // The workers as they are now (a reload may have changed them while connecting).
@@ -239,13 +291,22 @@ async fn check_access(
     }
 }
 
-/// Connects, retrying with backoff until it works or `stop` is cancelled.
+/// Connects, retrying with backoff until it works (`Some`) or `stop` is cancelled (`None`). With
+/// `[zookeeper] tls`, its files are read once per call, so a new session uses renewed certificates.
+///
+/// # Errors
+/// [`SessionError::Tls`] when a TLS file cannot be read or used: the daemon does not fall back to
+/// plaintext.
 async fn connect(
     config: &Config,
     credentials: Option<&Credentials>,
     stop: &CancellationToken,
-) -> Option<zk::Client> {
+) -> Result<Option<zk::Client>, SessionError> {
     let zk = &config.zookeeper;
+    let tls = match &zk.tls {
+        Some(tls) => Some(tls_options(tls).map_err(SessionError::Tls)?),
+        None => None,
+    };
     let mut delay = Duration::from_millis(250);
     loop {
         let mut connector = zk::Client::connector()
@@ -254,13 +315,23 @@ async fn connect(
         if let Some(creds) = credentials {
             connector = connector.with_auth(&creds.scheme, creds.secret());
         }
-        let attempt = connector.connect(&zk.connect);
+        let attempt = async {
+            match &tls {
+                Some(tls) => {
+                    connector
+                        .with_tls(tls.clone())
+                        .secure_connect(&zk.connect)
+                        .await
+                }
+                None => connector.connect(&zk.connect).await,
+            }
+        };
         let result = tokio::select! {
             r = tokio::time::timeout(zk.session_timeout + Duration::from_secs(1), attempt) => r,
-            () = stop.cancelled() => return None,
+            () = stop.cancelled() => return Ok(None),
         };
         match result {
-            Ok(Ok(client)) => return Some(client),
+            Ok(Ok(client)) => return Ok(Some(client)),
             Ok(Err(e)) => {
                 tracing::warn!(connect = %zk.connect, error = %e, retry_in = ?delay, "cannot reach zookeeper");
             }
@@ -272,7 +343,7 @@ async fn connect(
         crate::systemd::watchdog();
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = stop.cancelled() => return None,
+            () = stop.cancelled() => return Ok(None),
         }
         delay = (delay * 2).min(Duration::from_secs(10));
     }

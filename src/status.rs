@@ -39,6 +39,9 @@ pub enum StatusError {
     Unreachable { connect: String, reason: String },
     #[error("zookeeper: {path}: {source}")]
     Read { path: String, source: zk::Error },
+    /// A file named by `[zookeeper] tls` cannot be read or used.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// One worker's election, as read.
@@ -70,20 +73,29 @@ pub struct CandidateStatus {
 ///
 /// # Errors
 /// [`StatusError::Unreachable`] when no session can be had within [`CONNECT_TIMEOUT`];
-/// [`StatusError::Read`] when a read fails.
+/// [`StatusError::Read`] when a read fails; [`StatusError::Tls`] when a TLS file is unusable.
 pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> {
     let connect = &config.zookeeper.connect;
     let unreachable = |reason: String| StatusError::Unreachable {
         connect: connect.clone(),
         reason,
     };
-    let attempt = zk::Client::connector()
+    let connector = zk::Client::connector()
         .with_session_timeout(config.zookeeper.session_timeout)
-        .with_fail_eagerly()
-        .connect(connect);
+        .with_fail_eagerly();
+    let attempt = async {
+        match &config.zookeeper.tls {
+            Some(tls) => {
+                let options = crate::session::tls_options(tls).map_err(StatusError::Tls)?;
+                connector.with_tls(options).secure_connect(connect).await
+            }
+            None => connector.connect(connect).await,
+        }
+        .map_err(|e| unreachable(e.to_string()))
+    };
     let client = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(Ok(client)) => client,
-        Ok(Err(e)) => return Err(unreachable(e.to_string())),
+        Ok(Err(e)) => return Err(e),
         Err(_) => {
             return Err(unreachable(format!(
                 "no session within {CONNECT_TIMEOUT:?}"

@@ -43,7 +43,8 @@ impl RunError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            RunError::Session(SessionError::GraceDoesNotFit(_)) | RunError::Credentials(_)
+            RunError::Session(SessionError::GraceDoesNotFit(_) | SessionError::Tls(_))
+                | RunError::Credentials(_)
         )
     }
 }

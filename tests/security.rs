@@ -199,3 +199,42 @@ fn a_credentials_file_others_can_read_is_refused() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_worker_run_as_another_user_gets_its_groups_and_home() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("this test switches users: run the suite as root (CI does)");
+    }
+    let zk = shared_server();
+    let root = unique_root("user");
+    let command = [
+        "/bin/sh",
+        "-c",
+        "echo \"ids $(id -u) $(id -g) [$(id -G)] $HOME $USER $LOGNAME\"; exec sleep 1000",
+    ];
+    let worker =
+        WorkerSpec::new("w", command.map(String::from).to_vec()).extra("user = \"nobody\"");
+    let a = Supervisor::start(&config(&zk.connect_string(), &root, S, &[worker]), "a");
+    a.wait_log("ids ", Duration::from_secs(20));
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("look up nobody")
+        .expect("a nobody user");
+    let line = a
+        .log()
+        .lines()
+        .find(|l| l.contains("ids "))
+        .expect("the line")
+        .to_owned();
+    let expected = format!(
+        "ids {} {} [{}] {} nobody nobody",
+        nobody.uid,
+        nobody.gid,
+        nobody.gid,
+        nobody.dir.display()
+    );
+    // Root's own supplementary groups are gone: only nobody's.
+    assert!(
+        line.contains(&expected),
+        "expected {expected:?} in {line:?}"
+    );
+}

@@ -240,7 +240,7 @@ pub async fn run(
         // A first answered request gives the lease its start.
         let _ = session.call(|c| c.check_stat("/")).await;
         sessions.send_replace(Some(session.clone()));
-        let end = keep_alive(&session, &stop).await;
+        let end = keep_alive(&session, &configs, &stop).await;
         session.ended.cancel();
         sessions.send_replace(None);
         match end {
@@ -309,8 +309,14 @@ async fn connect(
     };
     let mut delay = Duration::from_millis(250);
     loop {
+        // The client library pings after 3/8 of its connection timeout without a send (3/20 S by
+        // default), which would double the idle request rate next to our heartbeat every S/5. With a
+        // connection timeout of 11/20 S its ping threshold is 0.206 S: our heartbeat always comes first,
+        // and an idle node sends one request per S/5. (A connection that stays silent that long is
+        // still given up well within the lease.)
         let mut connector = zk::Client::connector()
             .with_session_timeout(zk.session_timeout)
+            .with_connection_timeout(zk.session_timeout * 11 / 20)
             .with_fail_eagerly();
         if let Some(creds) = credentials {
             connector = connector.with_auth(&creds.scheme, creds.secret());
@@ -352,13 +358,17 @@ async fn connect(
 /// Renews the lease every `S/5` until the session ends (returns its final state) or `stop` is
 /// cancelled (returns `None`; the session is closed when the last client handle is dropped).
 ///
-/// A light request is sent when `S/5`, less a small slack, has passed since the last request the
-/// server answered (or the last heartbeat, if that one is unanswered). The slack (twice the recent
-/// round trip plus 20 ms, at most `S/20`) makes the answer arrive before the guard of a child whose
-/// grace period is as long as the lease allows would stop it: for such a child the stop signal is due
-/// exactly `S/5` after the last renewal. Each heartbeat runs in its own task, so a slow answer still
-/// renews the lease when it comes.
-async fn keep_alive(session: &Arc<Session>, stop: &CancellationToken) -> Option<zk::SessionState> {
+/// A light request is sent when `S/5` has passed since the last request the server answered (or the
+/// last heartbeat, if that one is unanswered) — sooner only when a grace period is so close to its
+/// bound that the answer must arrive before the child's stop point `L + S - margin - grace`: then
+/// the heartbeat goes a slack earlier (twice the recent round trip plus 20 ms, at most `S/20`). At
+/// the bound itself the stop point is exactly `S/5` after the renewal. Each heartbeat runs in its own
+/// task, so a slow answer still renews the lease when it comes.
+async fn keep_alive(
+    session: &Arc<Session>,
+    configs: &watch::Receiver<Arc<Config>>,
+    stop: &CancellationToken,
+) -> Option<zk::SessionState> {
     let period = session.timeout() / 5;
     let mut states = session.client.state_watcher();
     let initial = session.client.state();
@@ -371,12 +381,19 @@ async fn keep_alive(session: &Arc<Session>, stop: &CancellationToken) -> Option<
         loop {
             // The systemd watchdog is fed from this loop: if lease renewal is stuck, systemd notices.
             crate::systemd::watchdog();
+            // The heartbeat must be answered before the earliest stop point of any child, `L + S -
+            // margin - grace`, with room for a round trip or two: only a grace period near its bound
+            // makes that earlier than S/5.
             let slack = (Duration::from_millis(20) + 2 * session.rtt()).min(session.timeout() / 20);
+            let largest_grace = configs.borrow().workers.iter().map(|w| w.grace_period).max().unwrap_or_default();
+            let margin = crate::config::lease_margin(session.timeout());
+            let latest = session.timeout().saturating_sub(margin + largest_grace + slack);
+            let interval = period.min(latest);
             let last = session
                 .lease
                 .last_renewal()
                 .map_or(last_beat, |l| l.max(last_beat));
-            let due = last.plus(period.saturating_sub(slack));
+            let due = last.plus(interval);
             if due > Stamp::now() {
                 let wait = due.remaining();
                 tokio::time::sleep(watchdog.map_or(wait, |w| wait.min(w))).await;

@@ -385,9 +385,17 @@ async fn keep_alive(
             // margin - grace`, with room for a round trip or two: only a grace period near its bound
             // makes that earlier than S/5.
             let slack = (Duration::from_millis(20) + 2 * session.rtt()).min(session.timeout() / 20);
-            let largest_grace = configs.borrow().workers.iter().map(|w| w.grace_period).max().unwrap_or_default();
+            let largest_grace = configs
+                .borrow()
+                .workers
+                .iter()
+                .map(|w| w.grace_period)
+                .max()
+                .unwrap_or_default();
             let margin = crate::config::lease_margin(session.timeout());
-            let latest = session.timeout().saturating_sub(margin + largest_grace + slack);
+            let latest = session
+                .timeout()
+                .saturating_sub(margin + largest_grace + slack);
             let interval = period.min(latest);
             let last = session
                 .lease

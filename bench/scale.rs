@@ -330,6 +330,61 @@ fn warnings(logs: &[String]) -> BTreeMap<String, usize> {
     out
 }
 
+/// The lease lapses in supervisors' logs (`exited ... cause="lease"`), per node: how many, and what they imply.
+/// A guard stops its child at `K - grace = L + S - margin - grace`, so the lapse time minus `hold` (that
+/// difference) is the last renewal `L` the guard saw; the child's start minus that `L` is how old the lease
+/// already was when the child started. Times are seconds after `from` (seconds since midnight UTC).
+fn lapse_analysis(logs: &[String], hold: f64, from: f64) -> Value {
+    let time_of = |line: &str| -> Option<f64> {
+        let hms = line.get(11..26)?;
+        let h: f64 = hms.get(0..2)?.parse().ok()?;
+        let m: f64 = hms.get(3..5)?.parse().ok()?;
+        let s: f64 = hms.get(6..)?.parse().ok()?;
+        let t = h * 3600.0 + m * 60.0 + s;
+        Some(if t + 43_200.0 < from { t + 86_400.0 } else { t })
+    };
+    let worker_of = |line: &str| -> Option<String> {
+        Some(
+            line.split_once("worker=\"")?
+                .1
+                .split('"')
+                .next()?
+                .to_owned(),
+        )
+    };
+    let mut nodes = Vec::new();
+    for (i, log) in logs.iter().enumerate() {
+        let mut started: HashMap<String, f64> = HashMap::new();
+        let (mut ages, mut renewals) = (Vec::new(), Vec::new());
+        for line in log.lines() {
+            let (Some(t), Some(w)) = (time_of(line), worker_of(line)) else {
+                continue;
+            };
+            if line.contains(": started worker=") {
+                started.insert(w, t);
+            } else if line.contains(": exited worker=") && line.contains("cause=\"lease\"") {
+                let renewal = t - hold;
+                renewals.push(renewal - from);
+                if let Some(s) = started.get(&w) {
+                    ages.push(s - renewal);
+                }
+            }
+        }
+        if renewals.is_empty() {
+            continue;
+        }
+        renewals.sort_by(f64::total_cmp);
+        ages.sort_by(f64::total_cmp);
+        nodes.push(json!({
+            "log": i, "lapses": renewals.len(),
+            "implied_last_renewal_s": [round3(renewals[0]), round3(renewals[renewals.len() - 1])],
+            "lease_age_at_start_median_s": ages.get(ages.len() / 2).map(|a| round3(*a)),
+            "lease_age_at_start_max_s": ages.last().map(|a| round3(*a)),
+        }));
+    }
+    Value::Array(nodes)
+}
+
 /// Prints the timelines, and the supervisors' log lines, of up to `max` workers that started more than once.
 fn explain_restarts(witness: &Witness, logs: &[String], max: usize) {
     let mut starts: BTreeMap<String, usize> = BTreeMap::new();
@@ -534,6 +589,52 @@ fn cons_received(cons: &str) -> HashMap<i64, u64> {
     out
 }
 
+/// Samples, every 100 ms until stopped, the server's outstanding requests (`mntr`) and the largest number of
+/// requests queued on one connection (`cons`).
+struct QueueSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<(u64, u64)>,
+}
+
+impl QueueSampler {
+    fn start(addr: &str) -> QueueSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, addr) = (stop.clone(), addr.to_owned());
+        let thread = thread::spawn(move || {
+            let (mut outstanding, mut queued) = (0u64, 0u64);
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(m) = four_letter_at(&addr, "mntr") {
+                    let v = m
+                        .lines()
+                        .find_map(|l| l.strip_prefix("zk_outstanding_requests\t"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    outstanding = outstanding.max(v);
+                }
+                if let Ok(c) = four_letter_at(&addr, "cons") {
+                    for line in c.lines() {
+                        if let Some(q) = line
+                            .split_once("queued=")
+                            .and_then(|(_, r)| r.split([',', ')']).next())
+                            .and_then(|v| v.parse::<u64>().ok())
+                        {
+                            queued = queued.max(q);
+                        }
+                    }
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+            (outstanding, queued)
+        });
+        QueueSampler { stop, thread }
+    }
+
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap_or((0, 0))
+    }
+}
+
 /// `wchc` / `wchp` output: header lines (no leading tab) each followed by tab-indented lines.
 fn indented_groups(text: &str) -> Vec<(String, Vec<String>)> {
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
@@ -578,6 +679,9 @@ fn cluster(quick: bool) -> Value {
         "  machine {quiet:.0} % busy before the start (waited up to {} s for < 30 %)",
         patience.as_secs()
     );
+    // Server statistics (latencies) from the start of placement on, and a sampler of its request queues.
+    word(&addr, "srst");
+    let sampler = QueueSampler::start(&addr);
     let profile_start = Profile::now();
     let began_utc = utc_secs_now();
     let began = Instant::now();
@@ -588,6 +692,15 @@ fn cluster(quick: bool) -> Value {
     let last_start = wait_all_live(&witness, &names, Duration::from_secs(120));
     let placement = last_start.duration_since(began);
     let (placement_cpu, placement_cpu_line) = Profile::now().since(&profile_start);
+    let (max_outstanding, max_queued) = sampler.stop();
+    let mntr = word(&addr, "mntr");
+    let server_latency = json!({
+        "avg_ms": mntr_field(&mntr, "zk_avg_latency"),
+        "max_ms": mntr_field(&mntr, "zk_max_latency"),
+        "packets_received": mntr_field(&mntr, "zk_packets_received"),
+        "max_outstanding_requests": max_outstanding,
+        "max_queued_per_connection": max_queued,
+    });
     let logs: Vec<String> = nodes.iter().flatten().map(Supervisor::log).collect();
     let placement_phases = phases(&logs, &names, began_utc);
     println!(
@@ -595,6 +708,12 @@ fn cluster(quick: bool) -> Value {
         placement.as_secs_f64()
     );
     println!("    CPU during placement: {placement_cpu_line}");
+    println!(
+        "    ZooKeeper during placement: {} requests, server latency avg {} ms, max {} ms; sampled every 100 ms: \
+         at most {max_outstanding} requests outstanding in the server, at most {max_queued} queued on one \
+         connection",
+        server_latency["packets_received"], server_latency["avg_ms"], server_latency["max_ms"]
+    );
     if let Some((leading, started, lag, lag_max)) = placement_phases {
         println!(
             "    from the logs: last `leading` at {leading:.3} s, last `started` at {started:.3} s; leading -> started \
@@ -665,9 +784,21 @@ fn cluster(quick: bool) -> Value {
     );
     let logs: Vec<String> = nodes.iter().flatten().map(Supervisor::log).collect();
     let placement_warnings = warnings(&logs);
+    // S - margin - grace: 4 s - 0.4 s - 1 s.
+    let lapses = lapse_analysis(&logs, S_SCALE_SECS * 0.9 - 1.0, began_utc);
     if extra_starts > 0 || !placement_warnings.is_empty() {
         println!("    warnings and errors in the supervisors' logs: {placement_warnings:?}");
+        println!(
+            "    lease lapses per node (`implied_last_renewal_s`: when, after the start, the guards last saw a \
+             renewal; `lease_age_at_start`: how old the lease was when those children started): {lapses}"
+        );
         explain_restarts(&witness, &logs, 3);
+        if std::env::var("SCALE_DEBUG").is_ok() {
+            println!(
+                "    the ZooKeeper server's log during placement:\n{}",
+                zk.log()
+            );
+        }
     }
 
     // Idle window.
@@ -902,12 +1033,14 @@ fn cluster(quick: bool) -> Value {
         "machine_busy_before_percent": quiet,
         "placement_s": round3(placement.as_secs_f64()),
         "placement_cpu": placement_cpu,
+        "placement_server_latency": server_latency,
         "placement_log": placement_phases.map(|(l, s, m, x)| json!({
             "last_leading_s": l, "last_started_s": s, "leading_to_started_median_s": m,
             "leading_to_started_max_s": x})),
         "all_joined_s": round3(all_joined.as_secs_f64()),
         "running_once": running_once, "running_twice": twice, "extra_starts": extra_starts,
         "placement_warnings": placement_warnings,
+        "placement_lapses": lapses,
         "per_node": per_node,
         "idle": {
             "window_s": round3(window.as_secs_f64()), "nodes": idle_nodes,

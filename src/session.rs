@@ -9,6 +9,12 @@
 //! a light request (`exists` on the root) every `S/5`: one request per node per `S/5`, not per worker.
 //! The client library's own pings keep the session alive on the server but are invisible here, so they
 //! do not count.
+//!
+//! A session carries at most [`MAX_IN_FLIGHT`] requests of the workers at a time. ZooKeeper answers the
+//! requests of one session in order, so a heartbeat waits behind every request sent before it: when a
+//! thousand elections start at once, an unbounded queue would hold the heartbeat for seconds, the lease
+//! would lapse, and children would be stopped on a healthy session. The heartbeat itself never waits
+//! for a slot.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +28,12 @@ use zookeeper_client as zk;
 use crate::config::{Config, Credentials, TlsConfig};
 use crate::lease::{Lease, Stamp};
 
+/// Requests of the workers (elections, publishing) in flight on one session at most. Enough to keep
+/// the server busy (it pipelines them), few enough that a heartbeat sent behind them is answered
+/// within milliseconds, and that three nodes stay far below the server's global limit of outstanding
+/// requests (1000 by default; past it the server stops reading from every connection).
+pub const MAX_IN_FLIGHT: usize = 32;
+
 /// A live session and its lease.
 #[derive(Debug)]
 pub struct Session {
@@ -34,6 +46,8 @@ pub struct Session {
     pub lease: Lease,
     ended: CancellationToken,
     rtt_ns: AtomicU64,
+    /// Slots for the workers' requests ([`MAX_IN_FLIGHT`]).
+    in_flight: tokio::sync::Semaphore,
     /// Whether the session carries credentials (and so creates znodes only its identity may change).
     authenticated: bool,
 }
@@ -55,6 +69,7 @@ impl Session {
             client,
             ended: CancellationToken::new(),
             rtt_ns: AtomicU64::new(0),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         }
     }
 
@@ -74,15 +89,36 @@ impl Session {
         self.lease.session_timeout()
     }
 
-    /// Sends a request and renews the lease with its send time if the server answered it (an error
-    /// reply such as `NoNode` is an answer too).
+    /// Sends a request (or a few, pipelined) once one of the [`MAX_IN_FLIGHT`] slots is free, and
+    /// renews the lease with its send time if the server answered it (an error reply such as `NoNode`
+    /// is an answer too).
     ///
     /// The client library sends a request when the method is called, so `request` is called here,
     /// after the send time is taken.
     ///
     /// # Errors
-    /// The request's own error.
+    /// The request's own error; [`zk::Error::ClientClosed`] if the session is gone.
     pub async fn call<'a, T, Fut>(
+        &'a self,
+        request: impl FnOnce(&'a zk::Client) -> Fut,
+    ) -> Result<T, zk::Error>
+    where
+        Fut: Future<Output = Result<T, zk::Error>> + 'a,
+    {
+        let _slot = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| zk::Error::ClientClosed)?;
+        self.send(request).await
+    }
+
+    /// A light request that renews the lease, sent at once: it never waits for a slot.
+    async fn heartbeat(&self) {
+        let _ = self.send(|c| c.check_stat("/")).await;
+    }
+
+    async fn send<'a, T, Fut>(
         &'a self,
         request: impl FnOnce(&'a zk::Client) -> Fut,
     ) -> Result<T, zk::Error>
@@ -238,7 +274,7 @@ pub async fn run(
         }
         tracing::info!(session = %format!("{:#x}", session.id), timeout = ?timeout, "zookeeper session established");
         // A first answered request gives the lease its start.
-        let _ = session.call(|c| c.check_stat("/")).await;
+        session.heartbeat().await;
         sessions.send_replace(Some(session.clone()));
         let end = keep_alive(&session, &configs, &stop).await;
         session.ended.cancel();
@@ -409,9 +445,7 @@ async fn keep_alive(
             }
             last_beat = Stamp::now();
             let session = session.clone();
-            tokio::spawn(async move {
-                let _ = session.call(|c| c.check_stat("/")).await;
-            });
+            tokio::spawn(async move { session.heartbeat().await });
         }
     };
     let terminal = async {

@@ -518,7 +518,7 @@ fn memory(zk: &ZkServer) -> Memory {
         let cmdline = fs::read(format!("/proc/{guard}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         assert!(
-            cmdline.contains("__guard"),
+            cmdline.contains("__guards"),
             "the parent {guard} of worker {name} (pid {}) is not a guard: {cmdline}",
             child.pid
         );

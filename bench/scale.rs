@@ -144,15 +144,18 @@ fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The guards of a supervisor: its children running `zk-supervise __guard`.
+/// The guard processes of a supervisor: its spawner (`zk-supervise __guards`, its child) and the guards the
+/// spawner forked. The spawner counts as one of them: what it costs, it costs for the guards.
 fn guards_of(supervisor: u32) -> Vec<u32> {
-    children_of(supervisor)
+    let spawners: Vec<u32> = children_of(supervisor)
         .into_iter()
         .filter(|pid| {
             fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("__guard"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("__guards"))
         })
-        .collect()
+        .collect();
+    let guards: Vec<u32> = spawners.iter().flat_map(|&s| children_of(s)).collect();
+    spawners.into_iter().chain(guards).collect()
 }
 
 /// `(Rss, Pss, Private_Clean + Private_Dirty)` in kB, from `/proc/<pid>/smaps_rollup`.
@@ -840,7 +843,7 @@ fn cluster(quick: bool) -> Value {
             })
             .sum();
         println!(
-            "  node {node}: supervisor {sup_cpu:.3} % of a core, {} guards {guards_cpu:.3} %, total {:.3} %; \
+            "  node {node}: supervisor {sup_cpu:.3} % of a core, {} guard processes {guards_cpu:.3} %, total {:.3} %; \
              {requests} requests to ZooKeeper",
             guards.len(),
             sup_cpu + guards_cpu
@@ -1150,7 +1153,7 @@ fn node_cost(zk: &ZkServer, agent: Agent, n: usize, idle: Option<Duration>) -> N
     };
     let j = cost.to_json();
     println!(
-        "  {} with {n} workers: agent RSS {} kB, PSS {} kB, private {} kB; {} guards: RSS median {} kB, PSS median \
+        "  {} with {n} workers: agent RSS {} kB, PSS {} kB, private {} kB; {} guard processes: RSS median {} kB, PSS median \
          {} kB, private median {} kB, PSS total {} kB{}",
         agent.name(),
         j["agent_rss_kb"],

@@ -5,10 +5,10 @@
 //! SPEC §6 asks that every child be dead by the lease deadline `K` even when the supervisor cannot run
 //! (frozen by SIGSTOP, a stalled VM, a runtime stuck on a lock) and that children die at once when the
 //! supervisor dies. Enforcement therefore cannot live in the supervisor's event loop. Each child gets a
-//! guard: the same binary, started as `zk-supervise __guard <worker>` through `/proc/self/exe` (so a
-//! package upgrade that replaces the file on disk cannot pair a supervisor with a guard of another
-//! version). The guard is single-threaded and does almost nothing: it blocks in `poll(2)` on three file
-//! descriptors.
+//! guard: a fork of the supervisor's spawner ([`crate::spawner`], the same binary started once as
+//! `zk-supervise __guards` through `/proc/self/exe`, so a package upgrade that replaces the file on disk
+//! cannot pair a supervisor with a guard of another version). The guard is single-threaded and does
+//! almost nothing: it blocks in `poll(2)` on three file descriptors.
 //!
 //! * **fd 0** is one end of a Unix socket pair whose other end only the supervisor holds. Down it come
 //!   the child's spec and stop requests (and lease deadlines, `lease <K>`, when there is no shared
@@ -60,11 +60,13 @@ use crate::lease::{DeadlineView, Stamp};
 
 /// What the supervisor sends first: everything the guard needs to start the child.
 ///
-/// The child's environment is the guard's own (the supervisor sets it when it spawns the guard).
+/// The child's environment is the guard's own (the supervisor's, less systemd's variables) plus `env`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Spec {
     pub worker: String,
     pub argv: Vec<String>,
+    /// Added to the child's environment: the worker's `env`, then the `ZK_SUPERVISE_*` variables.
+    pub env: Vec<(String, String)>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
     pub group: Option<String>,
@@ -110,7 +112,9 @@ impl Cause {
     }
 }
 
-/// The guard's entry point: `zk-supervise __guard <worker>`. Returns the process exit code.
+/// The guard's entry point, in a process forked by the spawner with the control socket on fd 0, the
+/// child's stdout and stderr on fds 1 and 2, and the deadline page (if any) on fd 3. Returns the
+/// process exit code.
 #[must_use]
 pub fn main() -> i32 {
     // SAFETY: fd 0 is the control socket the supervisor gave us; nothing else in this process owns it.
@@ -449,7 +453,7 @@ impl Guard {
 /// Signals the guard ignores: it answers only to its control socket. A Ctrl-C or Ctrl-Z in the
 /// supervisor's terminal, or a signal to the supervisor's process group, must neither skip the grace
 /// period nor freeze enforcement. (The guard also runs in a process group of its own.)
-const IGNORED: [Signal; 7] = [
+pub(crate) const IGNORED: [Signal; 7] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -556,6 +560,7 @@ fn spawn(spec: &Spec) -> Result<Pid, String> {
     let creds = credentials(spec)?;
     let mut cmd = Command::new(program);
     cmd.args(args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())

@@ -2,7 +2,8 @@
 //!
 //! Every node runs the daemon with the same list of workers. For each worker the nodes contend for
 //! `<root>/<worker>` in ZooKeeper ([`election`]); only the leader runs the worker's process
-//! ([`process`], through a [`guard`] process that enforces the [`lease`] on its own); [`session`] holds
+//! ([`process`], through a [`guard`] process that enforces the [`lease`] on its own, forked by the
+//! [`spawner`]); [`session`] holds
 //! the one ZooKeeper session and renews the lease; [`worker`] is one worker's task and state machine;
 //! [`supervisor`] runs them all and shuts them down. [`config`] parses and validates the file.
 
@@ -13,6 +14,7 @@ pub mod lease;
 pub mod metrics;
 pub mod process;
 pub mod session;
+pub mod spawner;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;

@@ -10,9 +10,13 @@
 //! after the child exits (the reader simply runs until end-of-file; the child's exit is known from the
 //! guard, not from the pipes).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::process::Stdio;
+
+use nix::fcntl::OFlag;
 use std::time::{Duration, Instant};
+use tokio::net::unix::pipe;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
@@ -39,9 +43,6 @@ pub fn raise_open_file_limit() -> Option<u64> {
     }
     Some(soft)
 }
-
-/// Guards being spawned at once (on the blocking pool).
-static SPAWNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// The longest piece of child output logged as one event.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -105,8 +106,6 @@ pub struct Child {
     started: Instant,
     control: OwnedWriteHalf,
     events: mpsc::UnboundedReceiver<Event>,
-    /// Held only so that dropping the `Child` hands the guard to tokio, which reaps it.
-    _guard: tokio::process::Child,
     ended: Option<Ended>,
 }
 
@@ -123,57 +122,44 @@ impl Child {
         lease: &crate::lease::Lease,
     ) -> Result<Child, SpawnError> {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-        let mut cmd = tokio::process::Command::new("/proc/self/exe");
-        cmd.arg0("zk-supervise")
-            .arg("__guard")
-            .arg(&worker.name)
-            // Its own process group: a signal to the supervisor's group (Ctrl-Z) must not reach it.
-            .process_group(0)
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .envs(&worker.env)
-            .envs(extra_env.iter().map(|(k, v)| (*k, v)))
-            // systemd's notification socket and watchdog are the supervisor's, not the workers'.
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID");
-        // fork/exec blocks for a millisecond or more; a node that takes over hundreds of workers at once
-        // would starve the runtime's thread, and with it lease renewal. So it happens on the blocking
-        // pool, a few at a time. (Dropping `cmd` there closes our copy of the guard's end.)
+        let (stdout, stdout_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        let (stderr, stderr_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        let mut fds = vec![
+            theirs.as_raw_fd(),
+            stdout_w.as_raw_fd(),
+            stderr_w.as_raw_fd(),
+        ];
         if let Some(shared) = lease.shared() {
-            let raw = shared.fd().as_raw_fd();
-            // SAFETY: dup2 is async-signal-safe; fd 3 of the guard becomes the session's deadline page
-            // (dup2 clears close-on-exec on the copy only).
-            unsafe {
-                cmd.pre_exec(move || {
-                    if nix::libc::dup2(raw, 3) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            fds.push(shared.fd().as_raw_fd());
         }
-        let permit = SPAWNS.acquire().await.map_err(std::io::Error::other)?;
-        // The wait for a permit can be long when many workers start at once: look at the lease now.
         if !lease.holds_for(worker.grace_period) {
             return Err(SpawnError::Lease);
         }
-        let mut guard = tokio::task::spawn_blocking(move || cmd.spawn())
-            .await
-            .map_err(std::io::Error::other)??;
-        drop(permit);
-        if let Some(out) = guard.stdout.take() {
-            tokio::spawn(log_output(worker.name.clone(), "stdout", out));
-        }
-        if let Some(err) = guard.stderr.take() {
-            tokio::spawn(log_output(worker.name.clone(), "stderr", err));
-        }
+        crate::spawner::spawn_guard(&fds).await?;
+        // The guard has its copies now.
+        drop((theirs, stdout_w, stderr_w));
+        tokio::spawn(log_output(
+            worker.name.clone(),
+            "stdout",
+            pipe::Receiver::from_owned_fd(stdout)?,
+        ));
+        tokio::spawn(log_output(
+            worker.name.clone(),
+            "stderr",
+            pipe::Receiver::from_owned_fd(stderr)?,
+        ));
         ours.set_nonblocking(true)?;
         let (read, mut control) = tokio::net::UnixStream::from_std(ours)?.into_split();
+        let env = worker
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
+            .collect();
         let spec = Spec {
             worker: worker.name.clone(),
             argv: worker.command.clone(),
+            env,
             working_dir: worker
                 .working_dir
                 .as_ref()
@@ -182,7 +168,6 @@ impl Child {
             group: worker.group.clone(),
             stop_signal: worker.stop_signal as i32,
             grace_ms: u64::try_from(worker.grace_period.as_millis()).unwrap_or(u64::MAX),
-            // The latest deadline, read after the guard started.
             deadline_ns: lease.deadline().map_or(0, |k| k.0),
             nofile: CHILD_NOFILE.get().copied(),
             shared_deadline: lease.shared().is_some(),
@@ -199,19 +184,12 @@ impl Child {
                 started: Instant::now(),
                 control,
                 events,
-                _guard: guard,
                 ended: None,
             }),
-            Some(Event::Failed(why)) => {
-                let _ = guard.wait().await;
-                Err(SpawnError::Command(why))
-            }
-            Some(Event::Exited(..)) | None => {
-                let _ = guard.wait().await;
-                Err(SpawnError::Command(
-                    "the guard exited before starting the command".into(),
-                ))
-            }
+            Some(Event::Failed(why)) => Err(SpawnError::Command(why)),
+            Some(Event::Exited(..)) | None => Err(SpawnError::Command(
+                "the guard exited before starting the command".into(),
+            )),
         }
     }
 

@@ -76,6 +76,35 @@ fn a_killed_guard_leaves_no_process_of_its_child_behind() {
 }
 
 #[test]
+fn a_killed_spawner_touches_no_running_child_and_is_replaced_at_the_next_start() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("spawner-killed");
+    let worker = WorkerSpec::new("w", witness.command()).restart_delay("100ms");
+    let toml = config(&zk.connect_string(), &root, S_STR, &[worker]);
+    let a = Supervisor::start(&toml, "a");
+    let first = witness.wait_live("w", Some("a"), Duration::from_secs(20));
+    let guard = parent_of(first.pid);
+    let spawner = parent_of(guard);
+    assert_eq!(
+        parent_of(spawner),
+        a.pid(),
+        "supervisor -> spawner -> guard -> child"
+    );
+    kill(pid(spawner), Signal::SIGKILL).expect("kill the spawner");
+    // The guards do not depend on it: the child runs on, under a live lease.
+    assert_stable(&witness, "w", Some("a"), Duration::from_secs(3));
+    // The next start needs a spawner: the supervisor starts another.
+    kill(pid(first.pid), Signal::SIGKILL).expect("kill the child");
+    witness.wait_count("w", 2, Duration::from_secs(10));
+    let second = witness.wait_live("w", Some("a"), Duration::from_secs(10));
+    let new_spawner = parent_of(parent_of(second.pid));
+    assert_ne!(new_spawner, spawner, "{}", a.log());
+    assert_eq!(parent_of(new_spawner), a.pid());
+    witness.assert_no_overlap("w");
+}
+
+#[test]
 fn a_child_at_the_largest_allowed_grace_period_is_not_stopped_on_a_healthy_session() {
     let zk = shared_server();
     let witness = Witness::new();
@@ -205,7 +234,7 @@ fn the_child_inherits_no_descriptor_but_its_standard_streams() {
     let worker = WorkerSpec::new("w", vec!["/bin/sleep".into(), "1000".into()]);
     let a = Supervisor::start(&config(&zk.connect_string(), &root, S_STR, &[worker]), "a");
     a.wait_log("started", Duration::from_secs(20));
-    // Children of every thread (the supervisor forks from its blocking pool).
+    // Children of every thread of a process.
     let children = |pid: u32| -> Vec<u32> {
         std::fs::read_dir(format!("/proc/{pid}/task"))
             .expect("list the threads")
@@ -217,8 +246,36 @@ fn the_child_inherits_no_descriptor_but_its_standard_streams() {
             })
             .collect()
     };
-    let guard = children(a.pid())[0];
+    // supervisor -> spawner -> guard -> child
+    let spawner = children(a.pid())[0];
+    let guard = children(spawner)[0];
     let child = children(guard)[0];
+    // Nor do the spawner and the guard hold anything of the supervisor's or of another guard's: the
+    // spawner only its standard streams (the request socket is its stdin), the guard those and its own
+    // signalfd and timerfd.
+    let above_2 = |pid: u32| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("list descriptors")
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let n: u32 = e.file_name().to_str()?.parse().ok()?;
+                (n > 2).then(|| std::fs::read_link(e.path()).ok())?
+            })
+            .map(|t| t.to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        above_2(spawner),
+        Vec::<String>::new(),
+        "the spawner's descriptors"
+    );
+    assert_eq!(
+        above_2(guard),
+        ["anon_inode:[signalfd]", "anon_inode:[timerfd]"],
+        "the guard's descriptors"
+    );
     let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{child}/fd"))
         .expect("list the child's descriptors")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())

@@ -198,6 +198,23 @@ impl Spawner {
     }
 }
 
+/// The current spawner, started if there is none.
+async fn current() -> io::Result<Arc<Spawner>> {
+    let mut current = SPAWNER.lock().await;
+    Ok(match current.as_ref() {
+        Some(s) => s.clone(),
+        None => current.insert(Arc::new(Spawner::start()?)).clone(),
+    })
+}
+
+/// Starts the spawner ahead of the first child, so that the first takeover does not wait for it. A
+/// failure is only logged: the first spawn tries again, and reports its own error.
+pub async fn prepare() {
+    if let Err(e) = current().await {
+        tracing::warn!(error = %e, "cannot start the guard spawner yet");
+    }
+}
+
 /// Asks the spawner for a guard with `fds` (control socket, stdout, stderr, and the deadline page if
 /// any) on its fds 0 to 3. Starts a spawner if there is none or the last one is gone.
 ///
@@ -207,13 +224,7 @@ pub async fn spawn_guard(fds: &[RawFd]) -> io::Result<()> {
     debug_assert!((3..=MAX_FDS).contains(&fds.len()));
     let mut last = None;
     for _ in 0..2 {
-        let spawner = {
-            let mut current = SPAWNER.lock().await;
-            match current.as_ref() {
-                Some(s) => s.clone(),
-                None => current.insert(Arc::new(Spawner::start()?)).clone(),
-            }
-        };
+        let spawner = current().await?;
         match spawner.send(fds).await {
             Ok(()) => return Ok(()),
             Err(e) => {

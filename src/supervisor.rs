@@ -103,6 +103,8 @@ pub async fn run(
         )),
         None => None,
     };
+    // Ready before any election is won.
+    crate::spawner::prepare().await;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let config = config_rx.borrow().clone();
     let (sessions_tx, sessions_rx) = watch::channel(None);

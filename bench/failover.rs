@@ -21,14 +21,16 @@
 //! `FAILOVER_TRIALS` sets the number of crash trials (default 20), `PARTITION_TRIALS` the number of partition
 //! trials (default 5).
 
+#[path = "common.rs"]
+mod bench_common;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::fmt::Write as _;
-use std::fs;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bench_common::*;
 use common::*;
 use nix::sys::signal::Signal;
 
@@ -42,23 +44,6 @@ const MEMORY_WORKERS: usize = 20;
 const SLOW: Duration = Duration::from_millis(250);
 const NODES: [&str; 2] = ["a", "b"];
 
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(default)
-}
-
-/// A runtime whose worker thread keeps the benchmark's own ZooKeeper session alive between waits.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
 /// Waits until the election at `path` holds exactly `want`, in that order.
 fn wait_queue(
     runtime: &tokio::runtime::Runtime,
@@ -67,18 +52,7 @@ fn wait_queue(
     want: &[&str],
     timeout: Duration,
 ) {
-    runtime.block_on(wait_until_async(
-        timeout,
-        &format!("the queue of {path} to be {want:?}"),
-        || async {
-            let queue: Vec<String> = candidates(client, path)
-                .await
-                .into_iter()
-                .map(|(_, node)| node)
-                .collect();
-            queue == want
-        },
-    ));
+    runtime.block_on(wait_queue_async(client, path, want, timeout));
 }
 
 fn secs(d: Duration) -> String {
@@ -104,15 +78,7 @@ fn utc(t: SystemTime) -> String {
 
 /// Median and max of a non-empty sample.
 fn median_max(sample: &[Duration]) -> (Duration, Duration) {
-    let mut sorted = sample.to_vec();
-    sorted.sort();
-    let n = sorted.len();
-    let median = if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
-    };
-    (median, sorted[n - 1])
+    (median(sample), quantile(sample, 1.0))
 }
 
 /// The lines of `text` after byte `from` that contain one of `needles` (every line if `needles` is empty),
@@ -251,11 +217,7 @@ fn failover(zk: &ZkServer, fault: Fault, trials: usize) -> Failover {
         };
         let new = witness.wait_live("w", Some(NODES[next]), Duration::from_secs(15));
         witness.assert_no_overlap("w");
-        let old = witness
-            .history("w")
-            .into_iter()
-            .find(|c| c.id == old.id)
-            .expect("the old child");
+        let old = witness.again(&old);
         let died = old.closed.expect("closed").duration_since(faulted);
         let fault_to_start = new.opened.duration_since(faulted);
         let death_to_start = gap(&old, &new);
@@ -363,35 +325,17 @@ fn rolling_restart() -> Rolling {
         // Every node has joined every election before the servers go down.
         let runtime = runtime();
         let client = runtime.block_on(zk_client(&ensemble.connect_string()));
-        runtime.block_on(wait_until_async(
-            Duration::from_secs(30),
-            "three candidates in every election",
-            || async {
-                for name in &names {
-                    if candidates(&client, &format!("{root}/{name}")).await.len() != 3 {
-                        return false;
-                    }
-                }
-                true
-            },
-        ));
+        wait_all_joined(&runtime, &client, &root, &names, 3, Duration::from_secs(30));
     }
     let started = Instant::now();
-    let leader = ensemble.leader_index();
-    let order: Vec<usize> = (0..3).filter(|&i| i != leader).chain([leader]).collect();
-    for i in order {
-        let down = Instant::now();
-        ensemble.kill(i);
-        thread::sleep(Duration::from_secs(1));
-        ensemble.restart(i);
+    restart_one_by_one(&mut ensemble, |i, was_leader, down| {
         println!(
             "  ensemble member zk{}{} killed, restarted and serving again after {}",
             i + 1,
-            if i == leader { " (quorum leader)" } else { "" },
-            secs(down.elapsed())
+            if was_leader { " (quorum leader)" } else { "" },
+            secs(down)
         );
-        thread::sleep(Duration::from_secs(1));
-    }
+    });
     // A lease that lapsed during the last restart shows by S after it: look a little longer, then make sure every
     // worker runs again before counting.
     thread::sleep(Duration::from_secs(3));
@@ -399,18 +343,7 @@ fn rolling_restart() -> Rolling {
         witness.wait_live(name, None, Duration::from_secs(20));
     }
     let elapsed = started.elapsed();
-    let mut extra_starts = 0;
-    let mut restarted = Vec::new();
-    for name in &names {
-        witness.assert_no_overlap(name);
-        let starts = witness.history(name).len();
-        extra_starts += starts - 1;
-        if starts > 1 {
-            restarted.push(witness.timeline(name));
-        }
-    }
-    let count =
-        |needle: &str| -> usize { nodes.iter().map(|n| n.log().matches(needle).count()).sum() };
+    let (extra_starts, restarted) = extra_starts(&witness, &names);
     for node in &nodes {
         assert!(
             !node.has_exited(),
@@ -422,53 +355,10 @@ fn rolling_restart() -> Rolling {
     Rolling {
         extra_starts,
         restarted,
-        disconnects: count("disconnected from zookeeper"),
-        session_losses: count("zookeeper session ended"),
-        lease_lapses: count("lease lapsed"),
+        disconnects: count_in_logs(&nodes, "disconnected from zookeeper"),
+        session_losses: count_in_logs(&nodes, "zookeeper session ended"),
+        lease_lapses: count_in_logs(&nodes, "lease lapsed"),
         elapsed,
-    }
-}
-
-/// `Rss:`, `Pss:` and private memory (`Private_Clean:` + `Private_Dirty:`, what the process alone holds) of a
-/// process, in kB.
-fn rss_pss(pid: u32) -> (u64, u64, u64) {
-    let path = format!("/proc/{pid}/smaps_rollup");
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    let field = |key: &str| -> u64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(key))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kb| kb.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} line in {path}:\n{text}"))
-    };
-    (
-        field("Rss:"),
-        field("Pss:"),
-        field("Private_Clean:") + field("Private_Dirty:"),
-    )
-}
-
-/// Field 4 of `/proc/<pid>/stat`: the parent's pid.
-fn ppid(pid: u32) -> u32 {
-    let path = format!("/proc/{pid}/stat");
-    let stat = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    // The command name (field 2) is in parentheses and may contain spaces: count from the last ')'.
-    let after = &stat[stat.rfind(')').expect("a command name") + 1..];
-    after
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no ppid in {path}: {stat}"))
-}
-
-fn median_kb(values: &[u64]) -> u64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
     }
 }
 
@@ -505,7 +395,7 @@ fn memory(zk: &ZkServer) -> Memory {
     let supervisor_one = {
         let witness = Witness::new();
         let (supervisor, _) = running(zk, &witness, 1, "m1");
-        rss_pss(supervisor.pid())
+        memory_of(supervisor.pid())
     };
     let witness = Witness::new();
     let (supervisor, names) = running(zk, &witness, MEMORY_WORKERS, "m");
@@ -514,15 +404,15 @@ fn memory(zk: &ZkServer) -> Memory {
     let mut guard_private = Vec::new();
     for name in &names {
         let child = witness.live(name).pop().expect("the worker runs");
-        let guard = ppid(child.pid);
-        let cmdline = fs::read(format!("/proc/{guard}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let (guard, _) = stat(child.pid)
+            .unwrap_or_else(|| panic!("no /proc/{}/stat of worker {name}", child.pid));
+        let guard_cmdline = cmdline(guard);
         assert!(
-            cmdline.contains("__guards"),
-            "the parent {guard} of worker {name} (pid {}) is not a guard: {cmdline}",
+            guard_cmdline.contains("__guards"),
+            "the parent {guard} of worker {name} (pid {}) is not a guard: {guard_cmdline}",
             child.pid
         );
-        let (rss, pss, private) = rss_pss(guard);
+        let (rss, pss, private) = memory_of(guard);
         guard_rss.push(rss);
         guard_pss.push(pss);
         guard_private.push(private);
@@ -531,14 +421,14 @@ fn memory(zk: &ZkServer) -> Memory {
         guard_rss,
         guard_pss,
         guard_private,
-        supervisor: rss_pss(supervisor.pid()),
+        supervisor: memory_of(supervisor.pid()),
         supervisor_one,
     }
 }
 
 fn main() {
-    let crash_trials = env_count("FAILOVER_TRIALS", 20);
-    let partition_trials = env_count("PARTITION_TRIALS", 5);
+    let crash_trials = env_num("FAILOVER_TRIALS", 20);
+    let partition_trials = env_num("PARTITION_TRIALS", 5);
     let began = Instant::now();
     let java_opts = std::env::var("ZK_JAVA_OPTS").unwrap_or_default();
     println!("failover benchmark: {BIN}");
@@ -627,9 +517,9 @@ fn main() {
         "memory per running worker ({} guards): guard RSS median {} kB (max {max_rss} kB), guard PSS median {} kB, \
          guard private median {} kB (target: < 1024 kB extra RSS per worker)",
         memory.guard_rss.len(),
-        median_kb(&memory.guard_rss),
-        median_kb(&memory.guard_pss),
-        median_kb(&memory.guard_private)
+        median_u64(&memory.guard_rss),
+        median_u64(&memory.guard_pss),
+        median_u64(&memory.guard_private)
     );
     let supervisor_line = format!(
         "supervisor with {MEMORY_WORKERS} workers: RSS {} kB, PSS {} kB, private {} kB (with 1 worker: RSS {} kB; \

@@ -7,45 +7,26 @@
 //!
 //! `HANDOFF_ROUNDS` sets the number of rounds (default 50).
 
+#[path = "common.rs"]
+mod bench_common;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;
 
+use bench_common::{env_num, light_worker, quantile};
 use common::*;
 use nix::sys::signal::Signal;
 
-/// The worker: bench/witness_client.c compiled with `cc` when there is one (so the figure does not include
-/// bash's start-up), else the rig's bash command.
-fn witness_command(witness: &Witness) -> (Vec<String>, &'static str) {
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("witness_client");
-    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/witness_client.c");
-    let built = std::process::Command::new("cc")
-        .args(["-O2", "-o"])
-        .arg(&out)
-        .arg(source)
-        .status()
-        .is_ok_and(|s| s.success());
-    if built {
-        let command = vec![out.display().to_string(), witness.port().to_string()];
-        (command, "bench/witness_client.c (compiled with cc)")
-    } else {
-        (
-            witness.command(),
-            "bash (no C compiler found: the figures include bash's start-up)",
-        )
-    }
-}
-
 fn main() {
-    let rounds: usize = std::env::var("HANDOFF_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(50);
+    let rounds = env_num("HANDOFF_ROUNDS", 50);
     let zk = ZkServer::standalone();
     let witness = Witness::new();
     let root = unique_root("bench-handoff");
-    let (command, client) = witness_command(&witness);
+    let (command, client) = light_worker(
+        &witness,
+        "bash (no C compiler found: the figures include bash's start-up)",
+    );
     println!("worker command: {client}");
     let toml = config(
         &zk.connect_string(),
@@ -57,6 +38,8 @@ fn main() {
     witness.wait_live("w", Some("a"), Duration::from_secs(30));
     nodes[1] = Some(Supervisor::start(&toml, "b"));
     let path = format!("{root}/w");
+    // On the current thread, unlike bench_common::runtime: the benchmark's own session does its work only while
+    // the benchmark waits for the two candidates, never during a handoff it measures.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -78,11 +61,7 @@ fn main() {
         let status = stopping.wait_exit(Duration::from_secs(10));
         assert_eq!(status.code(), Some(0));
         witness.assert_no_overlap("w");
-        let old = witness
-            .history("w")
-            .into_iter()
-            .find(|c| c.id == old.id)
-            .expect("old child");
+        let old = witness.again(&old);
         let g = gap(&old, &new);
         println!(
             "round {round:>2}: {} -> {next_node}: {:.2} ms",
@@ -92,8 +71,7 @@ fn main() {
         gaps.push(g);
         nodes[leader] = Some(Supervisor::start(&toml, &old.node));
     }
-    gaps.sort();
-    let at = |q: f64| gaps[((gaps.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e3;
+    let at = |q: f64| quantile(&gaps, q).as_secs_f64() * 1e3;
     println!(
         "clean handoff gap over {} rounds: median {:.2} ms, p95 {:.2} ms, max {:.2} ms, min {:.2} ms",
         gaps.len(),

@@ -27,6 +27,8 @@
 //! exactly its life. `SCALE_JSON=<file>` writes the figures as JSON. Waits all have deadlines; figures are
 //! printed, never asserted, except that a worker never runs twice at once.
 
+#[path = "common.rs"]
+mod bench_common;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -35,6 +37,7 @@ use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bench_common::*;
 use common::*;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -44,16 +47,6 @@ const S_SCALE: &str = "4s";
 const S_SCALE_SECS: f64 = 4.0;
 /// Session timeout of the crash and handoff runs (as bench/failover and bench/handoff).
 const S_CRASH: &str = "2s";
-/// USER_HZ: the unit of utime/stime in /proc/<pid>/stat on Linux.
-const CLOCK_TICKS: f64 = 100.0;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(default)
-}
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
@@ -63,63 +56,8 @@ fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
 }
 
-/// The q-quantile (nearest rank) of a non-empty sample, as bench/handoff computes it.
-fn quantile(sample: &[Duration], q: f64) -> Duration {
-    let mut sorted = sample.to_vec();
-    sorted.sort();
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
-
-fn median(sample: &[Duration]) -> Duration {
-    let mut sorted = sample.to_vec();
-    sorted.sort();
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
-    }
-}
-
-fn median_u64(values: &[u64]) -> u64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    match sorted.len() {
-        0 => 0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
-    }
-}
-
-/// A runtime whose worker thread keeps the benchmark's own ZooKeeper session alive between waits.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Processes
-
-/// `(ppid, CPU seconds used)` of a process; `None` if it is gone. The CPU time is `utime + stime` from
-/// `/proc/<pid>/stat` (all threads, including ended ones, but in whole ticks of 10 ms), or for a
-/// single-threaded process the exact run time from `/proc/<pid>/schedstat`: a thousand guards that each used
-/// a few milliseconds would otherwise count as nothing.
-fn stat(pid: u32) -> Option<(u32, f64)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which is in parentheses and may contain spaces): state is field 3.
-    let fields: Vec<&str> = text[text.rfind(')')? + 2..].split_whitespace().collect();
-    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    let ticks = (num(11)? + num(12)?) as f64 / CLOCK_TICKS;
-    let exact = (num(17) == Some(1))
-        .then(|| fs::read_to_string(format!("/proc/{pid}/schedstat")).ok())
-        .flatten()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|ns| ns as f64 / 1e9);
-    Some((num(1)? as u32, exact.unwrap_or(ticks)))
-}
 
 /// A random number below `n`, without a dependency: std's hasher keys are seeded from the OS.
 fn random_below(n: u64) -> u64 {
@@ -149,31 +87,10 @@ fn children_of(parent: u32) -> Vec<u32> {
 fn guards_of(supervisor: u32) -> Vec<u32> {
     let spawners: Vec<u32> = children_of(supervisor)
         .into_iter()
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("__guards"))
-        })
+        .filter(|&pid| cmdline(pid).contains("__guards"))
         .collect();
     let guards: Vec<u32> = spawners.iter().flat_map(|&s| children_of(s)).collect();
     spawners.into_iter().chain(guards).collect()
-}
-
-/// `(Rss, Pss, Private_Clean + Private_Dirty)` in kB, from `/proc/<pid>/smaps_rollup`.
-fn memory_of(pid: u32) -> (u64, u64, u64) {
-    let path = format!("/proc/{pid}/smaps_rollup");
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    let field = |key: &str| -> u64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(key))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kb| kb.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} line in {path}"))
-    };
-    (
-        field("Rss:"),
-        field("Pss:"),
-        field("Private_Clean:") + field("Private_Dirty:"),
-    )
 }
 
 /// CPU seconds of `pids` so far (processes gone meanwhile count 0).
@@ -266,9 +183,7 @@ impl Profile {
         let mut ours = 0.0;
         for (pid, t) in &self.pids {
             let used = (t - earlier.pids.get(pid).unwrap_or(&0.0)).max(0.0);
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-                .unwrap_or_default();
+            let cmdline = cmdline(*pid);
             let kind = if *pid == std::process::id() {
                 "bench (witness)"
             } else if cmdline.contains("__guard") {
@@ -473,23 +388,9 @@ fn phases(logs: &[String], names: &[String], from: f64) -> Option<(f64, f64, f64
 // ---------------------------------------------------------------------------------------------------------------
 // Workers and agents
 
-/// The light worker: bench/witness_client.c compiled with `cc`, else the rig's bash witness command.
+/// The light worker (see [`bench_common::light_worker`]).
 fn light_worker(witness: &Witness) -> (Vec<String>, &'static str) {
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("witness_client");
-    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/witness_client.c");
-    let built = out.exists()
-        || std::process::Command::new("cc")
-            .args(["-O2", "-o"])
-            .arg(&out)
-            .arg(source)
-            .status()
-            .is_ok_and(|s| s.success());
-    if built {
-        let command = vec![out.display().to_string(), witness.port().to_string()];
-        (command, "bench/witness_client.c (compiled with cc)")
-    } else {
-        (witness.command(), "bash witness (no C compiler)")
-    }
+    bench_common::light_worker(witness, "bash witness (no C compiler)")
 }
 
 /// The program that runs on each node: the daemon, or the kazoo baseline.
@@ -728,19 +629,14 @@ fn cluster(quick: bool) -> Value {
     let runtime = runtime();
     let client = runtime.block_on(zk_client(&addr));
     let joined = Instant::now();
-    runtime.block_on(wait_until_async(
+    wait_all_joined(
+        &runtime,
+        &client,
+        &root,
+        &names,
+        3,
         Duration::from_secs(120),
-        "three candidates in every election",
-        || async {
-            for name in &names {
-                match client.list_children(&format!("{root}/{name}")).await {
-                    Ok(c) if c.len() == 3 => {}
-                    _ => return false,
-                }
-            }
-            true
-        },
-    ));
+    );
     let all_joined = began.elapsed();
     println!(
         "  every node in every election {:.3} s after the start (checked for {:.1} s)",
@@ -1230,11 +1126,7 @@ fn handoff(zk: &ZkServer, agent: Agent, rounds: usize) -> Value {
         let new = witness.wait_live("w", Some(next), Duration::from_secs(30));
         stopping.wait_exit(Duration::from_secs(30));
         witness.assert_no_overlap("w");
-        let old = witness
-            .history("w")
-            .into_iter()
-            .find(|c| c.id == old.id)
-            .expect("old child");
+        let old = witness.again(&old);
         gaps.push(gap(&old, &new));
         if agent == Agent::ZkSupervise {
             let died = utc_of(old.closed.expect("closed"));
@@ -1356,11 +1248,7 @@ fn crash(zk: &ZkServer, agent: Agent, trials: usize) -> Value {
             expiry_to_start.push(opened_at - t);
         }
         witness.assert_no_overlap("w");
-        let old = witness
-            .history("w")
-            .into_iter()
-            .find(|c| c.id == old.id)
-            .expect("the old child");
+        let old = witness.again(&old);
         fault_to_start.push(new.opened.duration_since(faulted));
         death_to_start.push(gap(&old, &new));
         died.push(old.closed.expect("closed").duration_since(faulted));
@@ -1426,49 +1314,19 @@ fn rolling(n: usize) -> Value {
     {
         let runtime = runtime();
         let client = runtime.block_on(zk_client(&ensemble.connect_string()));
-        runtime.block_on(wait_until_async(
-            Duration::from_secs(60),
-            "three candidates in every election",
-            || async {
-                for name in &names {
-                    match client.list_children(&format!("{root}/{name}")).await {
-                        Ok(c) if c.len() == 3 => {}
-                        _ => return false,
-                    }
-                }
-                true
-            },
-        ));
+        wait_all_joined(&runtime, &client, &root, &names, 3, Duration::from_secs(60));
     }
     let started = Instant::now();
-    let leader = ensemble.leader_index();
-    let order: Vec<usize> = (0..3).filter(|&i| i != leader).chain([leader]).collect();
-    for i in order {
-        ensemble.kill(i);
-        thread::sleep(Duration::from_secs(1));
-        ensemble.restart(i);
-        thread::sleep(Duration::from_secs(1));
-    }
+    restart_one_by_one(&mut ensemble, |_, _, _| {});
     // A lease that lapsed during the last restart shows within S: look a little longer.
     thread::sleep(Duration::from_secs(5));
     wait_all_live(&witness, &names, Duration::from_secs(30));
     let elapsed = started.elapsed();
-    let mut extra = 0;
-    let mut restarted = Vec::new();
-    for name in &names {
-        witness.assert_no_overlap(name);
-        let starts = witness.history(name).len();
-        extra += starts - 1;
-        if starts > 1 {
-            restarted.push(witness.timeline(name));
-        }
-    }
-    let count =
-        |needle: &str| -> usize { nodes.iter().map(|n| n.log().matches(needle).count()).sum() };
+    let (extra, restarted) = extra_starts(&witness, &names);
     let (disconnects, sessions_lost, lapses) = (
-        count("disconnected from zookeeper"),
-        count("zookeeper session ended"),
-        count("lease lapsed"),
+        count_in_logs(&nodes, "disconnected from zookeeper"),
+        count_in_logs(&nodes, "zookeeper session ended"),
+        count_in_logs(&nodes, "lease lapsed"),
     );
     println!(
         "  extra worker starts: {extra} (target 0); supervisor disconnects {disconnects}, sessions lost \

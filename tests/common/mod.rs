@@ -990,6 +990,15 @@ impl Witness {
             .collect()
     }
 
+    /// `conn` as the witness knows it now: with the time it closed, once it has.
+    pub fn again(&self, conn: &Conn) -> Conn {
+        lock(&self.shared.conns)
+            .iter()
+            .find(|c| c.id == conn.id)
+            .cloned()
+            .unwrap_or_else(|| panic!("connection #{} is not the witness's", conn.id))
+    }
+
     /// The connections of `worker` that are open now.
     pub fn live(&self, worker: &str) -> Vec<Conn> {
         self.history(worker)
@@ -1755,17 +1764,27 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 pub fn wait_queue(connect: &str, path: &str, nodes: &[&str], timeout: Duration) {
     block_on(async {
         let client = zk_client(connect).await;
-        let what = format!("the queue of {path} to be {nodes:?}");
-        wait_until_async(timeout, &what, || async {
-            let queue: Vec<String> = candidates(&client, path)
-                .await
-                .into_iter()
-                .map(|(_, node)| node)
-                .collect();
-            queue == nodes
-        })
-        .await;
+        wait_queue_async(&client, path, nodes, timeout).await;
     });
+}
+
+/// Like [`wait_queue`], through a client of the caller's.
+pub async fn wait_queue_async(
+    client: &zookeeper_client::Client,
+    path: &str,
+    nodes: &[&str],
+    timeout: Duration,
+) {
+    let what = format!("the queue of {path} to be {nodes:?}");
+    wait_until_async(timeout, &what, || async {
+        let queue: Vec<String> = candidates(client, path)
+            .await
+            .into_iter()
+            .map(|(_, node)| node)
+            .collect();
+        queue == nodes
+    })
+    .await;
 }
 
 /// Samples for `how_long` that `worker` has exactly one live process, always the same one (and on `node`, if

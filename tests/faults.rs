@@ -15,6 +15,31 @@ use nix::sys::signal::Signal;
 const S: Duration = Duration::from_secs(2);
 const S_STR: &str = "2s";
 
+/// Starts supervisor a on `toml` and waits until it runs every worker of `names`; then starts b and waits until
+/// it queues behind a in each of their elections (under `root`). Returns a and b.
+fn a_leads_b_queues(
+    zk: &ZkServer,
+    witness: &Witness,
+    toml: &str,
+    root: &str,
+    names: &[&str],
+) -> (Supervisor, Supervisor) {
+    let a = Supervisor::start(toml, "a");
+    for name in names {
+        witness.wait_live(name, Some("a"), Duration::from_secs(20));
+    }
+    let b = Supervisor::start(toml, "b");
+    for name in names {
+        wait_queue(
+            &zk.connect_string(),
+            &format!("{root}/{name}"),
+            &["a", "b"],
+            Duration::from_secs(10),
+        );
+    }
+    (a, b)
+}
+
 #[test]
 fn a_supervisor_killed_while_leading_takes_its_children_with_it() {
     let zk = shared_server();
@@ -26,19 +51,7 @@ fn a_supervisor_killed_while_leading_takes_its_children_with_it() {
         .map(|n| WorkerSpec::new(n, witness.command()))
         .collect();
     let toml = config(&zk.connect_string(), &root, S_STR, &workers);
-    let mut a = Supervisor::start(&toml, "a");
-    for name in names {
-        witness.wait_live(name, Some("a"), Duration::from_secs(20));
-    }
-    let _b = Supervisor::start(&toml, "b");
-    for name in names {
-        wait_queue(
-            &zk.connect_string(),
-            &format!("{root}/{name}"),
-            &["a", "b"],
-            Duration::from_secs(10),
-        );
-    }
+    let (mut a, _b) = a_leads_b_queues(zk, &witness, &toml, &root, &names);
     let killed = Instant::now();
     a.kill();
     // Every child of the killed supervisor dies within a second, whatever its grace period.
@@ -66,16 +79,8 @@ fn a_frozen_supervisor_loses_its_children_by_the_lease_and_rejoins_at_the_back()
     let root = unique_root("sigstop");
     let worker = WorkerSpec::new("w", witness.command()).grace_period("1s");
     let toml = config(&zk.connect_string(), &root, S_STR, &[worker]);
-    let a = Supervisor::start(&toml, "a");
-    witness.wait_live("w", Some("a"), Duration::from_secs(20));
-    let _b = Supervisor::start(&toml, "b");
+    let (a, _b) = a_leads_b_queues(zk, &witness, &toml, &root, &["w"]);
     let path = format!("{root}/w");
-    wait_queue(
-        &zk.connect_string(),
-        &path,
-        &["a", "b"],
-        Duration::from_secs(10),
-    );
     let frozen = Instant::now();
     a.signal(Signal::SIGSTOP);
     // The guard stops the child by the lease deadline even though the supervisor cannot run: K is at most
@@ -146,16 +151,8 @@ fn the_leaders_candidate_deleted_by_someone_else_stops_the_child_at_once() {
     let root = unique_root("deleted");
     let worker = WorkerSpec::new("w", witness.command());
     let toml = config(&zk.connect_string(), &root, S_STR, &[worker]);
-    let a = Supervisor::start(&toml, "a");
-    witness.wait_live("w", Some("a"), Duration::from_secs(20));
-    let _b = Supervisor::start(&toml, "b");
+    let (a, _b) = a_leads_b_queues(zk, &witness, &toml, &root, &["w"]);
     let path = format!("{root}/w");
-    wait_queue(
-        &zk.connect_string(),
-        &path,
-        &["a", "b"],
-        Duration::from_secs(10),
-    );
     let deleted = delete_leader_candidate(&zk.connect_string(), &path);
     wait_until(Duration::from_secs(2), "a's child to stop", || {
         witness.history("w")[0].closed.is_some()
@@ -296,15 +293,7 @@ fn a_new_leader_waits_for_the_takeover_delay() {
         "[zookeeper]\ntakeover_delay = \"700ms\"\n",
         1,
     );
-    let mut a = Supervisor::start(&toml, "a");
-    witness.wait_live("w", Some("a"), Duration::from_secs(20));
-    let _b = Supervisor::start(&toml, "b");
-    wait_queue(
-        &zk.connect_string(),
-        &format!("{root}/w"),
-        &["a", "b"],
-        Duration::from_secs(10),
-    );
+    let (mut a, _b) = a_leads_b_queues(zk, &witness, &toml, &root, &["w"]);
     a.signal(Signal::SIGTERM);
     let moved = witness.wait_live("w", Some("b"), Duration::from_secs(10));
     let history = witness.history("w");

@@ -106,15 +106,6 @@ impl<'a> Election<'a> {
     /// # Cancellation safety
     /// Not cancel-safe: a cancelled call may leave a candidate that [`Election::find_own`] finds again.
     pub async fn join(&self) -> Result<Candidate, ElectionError> {
-        let persistent = zk::CreateMode::Persistent.with_acls(self.session.acls());
-        match self.session.call(|c| c.check_stat(&self.dir)).await? {
-            Some(_) => {}
-            None => {
-                self.session
-                    .call(|c| c.mkdir(&self.dir, &persistent))
-                    .await?
-            }
-        }
         let options = zk::CreateMode::EphemeralSequential.with_acls(self.session.acls());
         let path = format!("{}/{}", self.dir, self.prefix());
         loop {
@@ -128,6 +119,14 @@ impl<'a> Election<'a> {
                         path: format!("{path}{sequence}"),
                         sequence: sequence.into_i64(),
                     });
+                }
+                Err(zk::Error::NoNode) => {
+                    // No election path yet (a new worker or a new root): make it, with its parents, and
+                    // create again. (Creating first saves a request per worker in the common case.)
+                    let persistent = zk::CreateMode::Persistent.with_acls(self.session.acls());
+                    self.session
+                        .call(|c| c.mkdir(&self.dir, &persistent))
+                        .await?;
                 }
                 Err(zk::Error::ConnectionLoss) => {
                     // The create may or may not have happened: look for our marker, until the
@@ -157,7 +156,12 @@ impl<'a> Election<'a> {
     /// As [`Election::join`].
     pub async fn find_own(&self) -> Result<Option<Candidate>, ElectionError> {
         let prefix = self.prefix();
-        let children = self.list().await?;
+        let children = match self.list().await {
+            Ok(children) => children,
+            // No election path: no candidate either (the create that was lost answered NoNode).
+            Err(ElectionError::Zk(zk::Error::NoNode)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         Ok(children
             .into_iter()
             .find(|(name, _)| name.starts_with(&prefix))
@@ -222,20 +226,32 @@ impl<'a> Election<'a> {
             drop(watch);
             let predecessor = format!("{}/{}", self.dir, ordered[position - 1].0);
             on_position(position, &predecessor);
+            self.wait_gone(&predecessor).await?;
+        }
+    }
+
+    /// Waits until `predecessor` is gone, or something else happens that calls for a new look at the
+    /// queue (a connection event). A change of its data (a leader publishing its state) only re-arms
+    /// the watch.
+    async fn wait_gone(&self, predecessor: &str) -> Result<(), ElectionError> {
+        loop {
             let (stat, watch) = self
                 .session
-                .call(|c| c.check_and_watch_stat(&predecessor))
+                .call(|c| c.check_and_watch_stat(predecessor))
                 .await?;
             if stat.is_none() {
-                continue; // already gone: look again
+                return Ok(()); // already gone
             }
-            tokio::select! {
-                event = watch.changed() => {
-                    if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
-                        return Err(ElectionError::SessionEnded);
-                    }
-                }
+            let event = tokio::select! {
+                event = watch.changed() => event,
                 () = self.session.ended() => return Err(ElectionError::SessionEnded),
+            };
+            match event.event_type {
+                zk::EventType::Session if event.session_state.is_terminated() => {
+                    return Err(ElectionError::SessionEnded);
+                }
+                zk::EventType::NodeDataChanged => {}
+                _ => return Ok(()),
             }
         }
     }

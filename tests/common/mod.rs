@@ -1477,6 +1477,15 @@ pub fn config(connect: &str, root: &str, session_timeout: &str, workers: &[Worke
     toml
 }
 
+/// `config_toml`, with `[node] id = node_id` added unless it has a `[node]` table.
+fn with_node_id(config_toml: &str, node_id: &str) -> String {
+    let mut toml = config_toml.to_owned();
+    if !toml.lines().any(|line| line.trim() == "[node]") {
+        let _ = write!(toml, "\n[node]\nid = {}\n", toml_str(node_id));
+    }
+    toml
+}
+
 /// A running `zk-supervise run <config>`. Dropping it SIGKILLs and reaps it (printing its log if the test is
 /// failing).
 pub struct Supervisor {
@@ -1505,30 +1514,34 @@ impl Supervisor {
         global_args: &[&str],
         env: &[(&str, &str)],
     ) -> Supervisor {
-        let dir = TempDir::new(&format!("supervisor-{node_id}"));
-        let mut toml = config_toml.to_owned();
-        if !toml.lines().any(|line| line.trim() == "[node]") {
-            let _ = write!(toml, "\n[node]\nid = {}\n", toml_str(node_id));
-        }
-        let config_path = dir.path().join("workers.toml");
-        fs::write(&config_path, toml).expect("write the config");
-        let log = fs::File::create(dir.path().join("supervisor.log")).expect("create the log");
         let mut command = Command::new(BIN);
+        command
+            .args(global_args)
+            .arg("run")
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied());
+        Supervisor::spawn(command, config_toml, node_id, "supervisor")
+    }
+
+    /// Runs `command` with one more argument: the path of `config_toml` (with `[node] id = node_id` added as in
+    /// `start`), written to a temp dir `<label>-<node_id>`; stdout and stderr go to a log file.
+    fn spawn(mut command: Command, config_toml: &str, node_id: &str, label: &str) -> Supervisor {
+        let dir = TempDir::new(&format!("{label}-{node_id}"));
+        let config_path = dir.path().join("workers.toml");
+        fs::write(&config_path, with_node_id(config_toml, node_id)).expect("write the config");
+        let log = fs::File::create(dir.path().join("supervisor.log")).expect("create the log");
         command
             // Its own process group, so a test can signal the group (a Ctrl-Z) without stopping itself.
             .process_group(0)
-            .args(global_args)
-            .arg("run")
             .arg(&config_path)
-            .env_remove("RUST_LOG")
-            .env_remove("JOURNAL_STREAM")
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log"))
             .stderr(log);
+        let what = command.get_program().to_string_lossy().into_owned();
         Supervisor {
             node_id: node_id.to_owned(),
-            process: Guarded::spawn(&mut command, BIN),
+            process: Guarded::spawn(&mut command, &what),
             dir,
         }
     }
@@ -1547,11 +1560,8 @@ impl Supervisor {
 
     /// Rewrites the config file (for SIGHUP reload tests); the `[node]` table is added as in `start`.
     pub fn write_config(&self, config_toml: &str) {
-        let mut toml = config_toml.to_owned();
-        if !toml.lines().any(|line| line.trim() == "[node]") {
-            let _ = write!(toml, "\n[node]\nid = {}\n", toml_str(&self.node_id));
-        }
-        fs::write(self.config_path(), toml).expect("write the config");
+        fs::write(self.config_path(), with_node_id(config_toml, &self.node_id))
+            .expect("write the config");
     }
 
     pub fn signal(&self, signal: Signal) {
@@ -1829,26 +1839,8 @@ pub fn delete_leader_candidate(connect: &str, path: &str) -> Instant {
 /// config file's path appended instead of `zk-supervise run`: a baseline agent that reads the same config,
 /// handled like the daemon (log captured, signals, exit, killed on drop).
 pub fn start_program(program: &[&str], config_toml: &str, node_id: &str) -> Supervisor {
-    let dir = TempDir::new(&format!("program-{node_id}"));
-    let mut toml = config_toml.to_owned();
-    if !toml.lines().any(|line| line.trim() == "[node]") {
-        let _ = write!(toml, "\n[node]\nid = {}\n", toml_str(node_id));
-    }
-    let config_path = dir.path().join("workers.toml");
-    fs::write(&config_path, toml).expect("write the config");
-    let log = fs::File::create(dir.path().join("supervisor.log")).expect("create the log");
     let (first, rest) = program.split_first().expect("a program");
     let mut command = Command::new(first);
-    command
-        .process_group(0)
-        .args(rest)
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("clone the log"))
-        .stderr(log);
-    Supervisor {
-        node_id: node_id.to_owned(),
-        process: Guarded::spawn(&mut command, first),
-        dir,
-    }
+    command.args(rest);
+    Supervisor::spawn(command, config_toml, node_id, "program")
 }

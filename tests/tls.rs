@@ -1,17 +1,17 @@
 //! TLS to ZooKeeper (issue: security, item 2; SPEC §9) against a real server with a `secureClientPort`.
 //!
 //! The test makes a throwaway CA, a server and a client certificate signed by it, and a second CA that signed
-//! nothing, with `openssl`. The server (Netty connection factory, `ssl.clientAuth=need`) is started here, not
-//! by the rig, which has no TLS server: it listens on a plaintext port too, for the readiness check only. It is
-//! shared by the tests of this file and killed when the test process exits, however it exits (its wrapper
-//! shell kills it when its stdin, a pipe from this process, closes).
+//! nothing, with `openssl`. The server is the rig's standalone server with a TLS client port
+//! ([`ZkServer::standalone_tls`]: Netty connection factory; here `ssl.clientAuth=need`); its plaintext port is
+//! for the readiness check only. It is shared by the tests of this file and, like every server of the rig,
+//! killed when the test process exits, however it exits.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -169,31 +169,13 @@ impl Pki {
     }
 }
 
-/// A ZooKeeper server with a TLS client port, started by a wrapper shell that SIGKILLs it when its stdin
-/// closes: when the test process exits, however it exits. It is shared by the tests of this file and never
-/// dropped.
+/// The ZooKeeper server with a TLS client port, and the PKI it uses. It is shared by the tests of this file and
+/// never dropped.
 struct TlsServer {
-    /// Holds the certificates, the data and the log; removed when the test process exits.
+    /// Holds the certificates; removed when the test process exits.
     _dir: TempDir,
     pki: Pki,
-    secure_port: u16,
-    log_path: PathBuf,
-    /// Held open: the server runs as long as this pipe does.
-    _wrapper: Child,
-}
-
-const WRAPPER: &str = r#"trap '' INT TERM HUP
-java "$@" </dev/null &
-j=$!
-cat >/dev/null
-kill -9 $j
-"#;
-
-/// Why a start did not work.
-enum Failed {
-    /// A port chosen by `free_ports` was taken before the server bound it.
-    AddrInUse,
-    Other(String),
+    zk: ZkServer,
 }
 
 fn shared_tls_server() -> &'static TlsServer {
@@ -204,150 +186,28 @@ fn shared_tls_server() -> &'static TlsServer {
 impl TlsServer {
     fn start() -> TlsServer {
         let dir = TempDir::new("zk-tls");
-        let pki_dir = dir.path().join("pki");
-        std::fs::create_dir_all(&pki_dir).expect("create the pki dir");
-        let pki = Pki::make(&pki_dir);
-        let mut attempt = 1;
-        loop {
-            match TlsServer::try_start(dir.path(), &pki, attempt) {
-                Ok((wrapper, secure_port, log_path)) => {
-                    return TlsServer {
-                        _dir: dir,
-                        pki,
-                        secure_port,
-                        log_path,
-                        _wrapper: wrapper,
-                    }
-                }
-                Err(Failed::AddrInUse) if attempt < 3 => attempt += 1,
-                Err(Failed::AddrInUse) => panic!("a port was taken three times"),
-                Err(Failed::Other(why)) => panic!("{why}"),
-            }
-        }
-    }
-
-    // The wrapper is never waited for when the server starts: it lives as long as the test process.
-    #[allow(clippy::zombie_processes)]
-    fn try_start(dir: &Path, pki: &Pki, attempt: u32) -> Result<(Child, u16, PathBuf), Failed> {
-        let ports = free_ports(2);
-        let (plain_port, secure_port) = (ports[0], ports[1]);
-        let data = dir.join(format!("data-{attempt}"));
-        std::fs::create_dir_all(&data).expect("create the data dir");
-        let zoo_cfg = dir.join(format!("zoo-{attempt}.cfg"));
-        // The plaintext port is only for the readiness check (`ruok`).
-        std::fs::write(
-            &zoo_cfg,
-            format!(
-                "tickTime=200\n\
-                 minSessionTimeout=400\n\
-                 maxSessionTimeout=4000\n\
-                 dataDir={data}\n\
-                 clientPort={plain_port}\n\
-                 clientPortAddress=127.0.0.1\n\
-                 secureClientPort={secure_port}\n\
-                 secureClientPortAddress=127.0.0.1\n\
-                 admin.enableServer=false\n\
-                 4lw.commands.whitelist=*\n\
-                 serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
-                 ssl.keyStore.location={keystore}\n\
-                 ssl.keyStore.password={STORE_PASSWORD}\n\
-                 ssl.keyStore.type=PKCS12\n\
-                 ssl.trustStore.location={truststore}\n\
-                 ssl.trustStore.type=PEM\n\
-                 ssl.clientAuth=need\n",
-                data = data.display(),
-                keystore = pki.path("server.p12").display(),
-                truststore = pki.path("ca.pem").display(),
-            ),
-        )
-        .expect("write zoo.cfg");
-        let log_path = dir.join(format!("server-{attempt}.log"));
-        let log = std::fs::File::create(&log_path).expect("create the server log");
-        let mut wrapper = Command::new("sh")
-            .args(["-c", WRAPPER, "sh"])
-            .args([
-                "-Xmx128m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-                "-Djava.net.preferIPv4Stack=true",
-                "-Dzookeeper.forceSync=no",
-                "-Dzookeeper.preAllocSize=1024",
-                "-Dzookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
-                "-cp",
-                &classpath(),
-                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-            ])
-            .arg(&zoo_cfg)
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn sh to run java (ZooKeeper): {e}"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let plain = format!("127.0.0.1:{plain_port}");
-        loop {
-            let serving = four_letter_at(&plain, "ruok").is_ok_and(|a| a == "imok")
-                && std::net::TcpStream::connect(("127.0.0.1", secure_port)).is_ok();
-            if serving {
-                return Ok((wrapper, secure_port, log_path));
-            }
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let failed = if log.contains("Address already in use") {
-                Some(Failed::AddrInUse)
-            } else if Instant::now() >= deadline {
-                Some(Failed::Other(format!(
-                    "the TLS ZooKeeper server did not serve on {plain} and 127.0.0.1:{secure_port} within \
-                     30s; its log:\n{log}"
-                )))
-            } else {
-                None
-            };
-            if let Some(failed) = failed {
-                // Closing its stdin makes the wrapper kill java.
-                drop(wrapper.stdin.take());
-                let _ = wrapper.wait();
-                return Err(failed);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let pki = Pki::make(dir.path());
+        // The server's keystore is PKCS12, as ZooKeeper 3.8 reads it; its truststore is the CA in PEM.
+        let zk = ZkServer::standalone_tls(&format!(
+            "ssl.keyStore.location={keystore}\n\
+             ssl.keyStore.password={STORE_PASSWORD}\n\
+             ssl.keyStore.type=PKCS12\n\
+             ssl.trustStore.location={truststore}\n\
+             ssl.trustStore.type=PEM\n\
+             ssl.clientAuth=need\n",
+            keystore = pki.path("server.p12").display(),
+            truststore = pki.path("ca.pem").display(),
+        ));
+        TlsServer { _dir: dir, pki, zk }
     }
 
     fn connect_string(&self) -> String {
-        format!("127.0.0.1:{}", self.secure_port)
+        self.zk.secure_connect_string()
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.zk.log()
     }
-}
-
-/// The server's classpath: Debian's, plus netty's codec, which the TLS handler needs and the manifest of
-/// Debian's zookeeper.jar does not name; slf4j-simple makes the server log to stderr (its log file).
-fn classpath() -> String {
-    let base = match std::env::var("ZOOKEEPER_CLASSPATH") {
-        Ok(c) if !c.is_empty() => c,
-        _ => {
-            let jar = "/usr/share/java/zookeeper.jar";
-            assert!(
-                Path::new(jar).exists(),
-                "ZooKeeper is not installed ({jar} is missing): run scripts/install-zookeeper.sh \
-                 (or `apt-get install zookeeper`)"
-            );
-            format!("/etc/zookeeper/conf:{jar}")
-        }
-    };
-    let mut classpath = base;
-    for extra in [
-        "/usr/share/java/netty-codec.jar",
-        "/usr/share/java/slf4j-simple.jar",
-    ] {
-        if Path::new(extra).exists() {
-            classpath.push(':');
-            classpath.push_str(extra);
-        }
-    }
-    classpath
 }
 
 /// A config with one witness worker, connecting to the TLS port with `tls_line`.

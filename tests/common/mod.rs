@@ -374,23 +374,30 @@ enum StartError {
     Failed(String),
 }
 
+/// The Netty connection factory: the one that serves TLS.
+const NETTY: &str = "org.apache.zookeeper.server.NettyServerCnxnFactory";
+
 /// One ZooKeeper server process and its files.
 struct ZkNode {
     /// "zk" or "zk2" (myid 2): names it in messages.
     name: String,
     dir: PathBuf,
     client_port: u16,
+    /// The TLS client port (`secureClientPort`), if the server has one.
+    secure_port: Option<u16>,
     process: Option<Guarded>,
 }
 
 impl ZkNode {
-    /// Writes the config (and myid) into `dir`, replacing any earlier attempt's files.
+    /// Writes the config (and myid) into `dir`, replacing any earlier attempt's files. `tls` is a TLS client port
+    /// and the `ssl.*` lines of zoo.cfg that configure it.
     fn new(
         name: String,
         dir: PathBuf,
         client_port: u16,
         myid: Option<usize>,
         servers: &str,
+        tls: Option<(u16, &str)>,
     ) -> ZkNode {
         let _ = fs::remove_dir_all(&dir);
         let data = dir.join("data");
@@ -399,7 +406,7 @@ impl ZkNode {
             fs::write(data.join("myid"), format!("{myid}\n")).expect("write myid");
         }
         // tickTime 200 ms makes the server accept session timeouts from 2 to 20 ticks, stated explicitly.
-        let config = format!(
+        let mut config = format!(
             "tickTime=200\n\
              minSessionTimeout=400\n\
              maxSessionTimeout=4000\n\
@@ -413,11 +420,21 @@ impl ZkNode {
              {servers}",
             data.display()
         );
+        if let Some((port, ssl)) = tls {
+            let _ = write!(
+                config,
+                "secureClientPort={port}\n\
+                 secureClientPortAddress=127.0.0.1\n\
+                 serverCnxnFactory={NETTY}\n\
+                 {ssl}"
+            );
+        }
         fs::write(dir.join("zoo.cfg"), config).expect("write zoo.cfg");
         ZkNode {
             name,
             dir,
             client_port,
+            secure_port: tls.map(|(port, _)| port),
             process: None,
         }
     }
@@ -441,6 +458,17 @@ impl ZkNode {
             .append(true)
             .open(self.log_path())
             .expect("open the server log");
+        let mut classpath = zk_classpath();
+        let mut netty = None;
+        if self.secure_port.is_some() {
+            // TLS needs netty's codec, which the manifest of Debian's zookeeper.jar does not name.
+            let codec = "/usr/share/java/netty-codec.jar";
+            if Path::new(codec).exists() {
+                classpath.push(':');
+                classpath.push_str(codec);
+            }
+            netty = Some(format!("-Dzookeeper.serverCnxnFactory={NETTY}"));
+        }
         let mut command = Command::new("java");
         command
             .args([
@@ -457,8 +485,9 @@ impl ZkNode {
                 "-Dorg.slf4j.simpleLogger.showDateTime=true",
                 "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
                 "-cp",
-                &zk_classpath(),
+                &classpath,
             ])
+            .args(netty)
             // Extra JVM options, after the defaults so they win (benchmarks use full JIT compilation).
             .args(
                 std::env::var("ZK_JAVA_OPTS")
@@ -505,7 +534,11 @@ impl ZkNode {
                 )));
             }
             let imok = four_letter_at(&self.addr(), "ruok").is_ok_and(|answer| answer == "imok");
+            let secure = self
+                .secure_port
+                .is_none_or(|port| TcpStream::connect(("127.0.0.1", port)).is_ok());
             if imok
+                && secure
                 && self
                     .mode()
                     .is_some_and(|mode| modes.contains(&mode.as_str()))
@@ -550,10 +583,22 @@ pub struct ZkServer {
 impl ZkServer {
     /// Starts a server and waits (up to 30 s) until it serves.
     pub fn standalone() -> ZkServer {
+        ZkServer::start(None)
+    }
+
+    /// Like [`ZkServer::standalone`], with a TLS client port as well (served by Netty), which
+    /// [`ZkServer::secure_connect_string`] names: `ssl` is the `ssl.*` lines of its zoo.cfg (key and trust
+    /// stores, client authentication). The plaintext port stays, for the readiness check and four-letter words.
+    pub fn standalone_tls(ssl: &str) -> ZkServer {
+        ZkServer::start(Some(ssl))
+    }
+
+    fn start(ssl: Option<&str>) -> ZkServer {
         let dir = TempDir::new("zk");
         for attempt in 1..=3 {
-            let port = free_ports(1)[0];
-            let mut node = ZkNode::new("zk".into(), dir.path().to_owned(), port, None, "");
+            let ports = free_ports(1 + usize::from(ssl.is_some()));
+            let tls = ssl.map(|ssl| (ports[1], ssl));
+            let mut node = ZkNode::new("zk".into(), dir.path().to_owned(), ports[0], None, "", tls);
             node.spawn();
             match node.wait_serving(&["standalone"], Instant::now() + ZK_START_TIMEOUT) {
                 Ok(()) => return ZkServer { node, dir },
@@ -572,6 +617,15 @@ impl ZkServer {
 
     pub fn port(&self) -> u16 {
         self.node.client_port
+    }
+
+    /// "127.0.0.1:<port>" of the TLS client port of a server from [`ZkServer::standalone_tls`].
+    pub fn secure_connect_string(&self) -> String {
+        let port = self
+            .node
+            .secure_port
+            .expect("a server started by ZkServer::standalone_tls");
+        format!("127.0.0.1:{port}")
     }
 
     /// The answer to a four-letter word (`ruok`, `srvr`, `cons`, `dump`, ...); panics if the server does not
@@ -638,7 +692,7 @@ impl ZkEnsemble {
                 .map(|i| {
                     let name = format!("zk{}", i + 1);
                     let node_dir = dir.path().join(&name);
-                    ZkNode::new(name, node_dir, ports[3 * i], Some(i + 1), &servers)
+                    ZkNode::new(name, node_dir, ports[3 * i], Some(i + 1), &servers, None)
                 })
                 .collect();
             for node in &mut nodes {

@@ -111,9 +111,33 @@ fn a_frozen_supervisor_loses_its_children_by_the_lease_and_rejoins_at_the_back()
 
 #[test]
 fn a_candidate_whose_create_reply_was_lost_is_found_again() {
+    lost_create_reply("lost-reply", true);
+}
+
+/// The first create of a new worker's candidate answers NoNode (there is no election path yet): losing that
+/// answer must not leave the node looking for a candidate under a path that does not exist.
+#[test]
+fn a_lost_reply_to_a_create_before_the_election_path_exists_is_retried() {
+    lost_create_reply("lost-nonode", false);
+}
+
+/// a's first candidate create goes through but its reply is cut (the connection drops); with
+/// `path_exists`, the election path is there beforehand, so that create did make a candidate.
+fn lost_create_reply(name: &str, path_exists: bool) {
     let zk = shared_server();
     let witness = Witness::new();
-    let root = unique_root("lost-reply");
+    let root = unique_root(name);
+    if path_exists {
+        block_on(async {
+            let client = zk_client(&zk.connect_string()).await;
+            let persistent = zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all());
+            client
+                .mkdir(&format!("{root}/w"), &persistent)
+                .await
+                .expect("make the election path");
+        });
+    }
     let proxy = Proxy::new(&zk.connect_string());
     proxy.lose_next_candidate_create_reply();
     let worker = WorkerSpec::new("w", witness.command());

@@ -82,7 +82,7 @@ fn a_killed_spawner_touches_no_running_child_and_is_replaced_at_the_next_start()
     let root = unique_root("spawner-killed");
     let worker = WorkerSpec::new("w", witness.command()).restart_delay("100ms");
     let toml = config(&zk.connect_string(), &root, S_STR, &[worker]);
-    let a = Supervisor::start(&toml, "a");
+    let mut a = Supervisor::start(&toml, "a");
     let first = witness.wait_live("w", Some("a"), Duration::from_secs(20));
     let guard = parent_of(first.pid);
     let spawner = parent_of(guard);
@@ -102,6 +102,14 @@ fn a_killed_spawner_touches_no_running_child_and_is_replaced_at_the_next_start()
     assert_ne!(new_spawner, spawner, "{}", a.log());
     assert_eq!(parent_of(new_spawner), a.pid());
     witness.assert_no_overlap("w");
+    // A supervisor that dies takes its spawner along (end of file on the request socket), as it does its
+    // guards and children.
+    a.kill();
+    witness.wait_none_live("w", Duration::from_secs(5));
+    let gone = poll_until(Duration::from_secs(5), &mut || {
+        !std::path::Path::new(&format!("/proc/{new_spawner}")).exists()
+    });
+    assert!(gone, "the spawner {new_spawner} outlived its supervisor");
 }
 
 #[test]

@@ -78,7 +78,7 @@ where
 }
 
 /// Polls `cond` until it holds (true) or `timeout` passes (false).
-fn poll_until(timeout: Duration, cond: &mut dyn FnMut() -> bool) -> bool {
+pub fn poll_until(timeout: Duration, cond: &mut dyn FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {

@@ -12,9 +12,14 @@
 //!   day lead while nobody runs the worker (Curator's protected mode).
 //! * **The order** is by the sequence suffix alone, never by the whole name (the markers are random).
 //!   The candidate with the lowest sequence number leads.
-//! * **No herd**: a candidate that does not lead watches only its predecessor, with `exists`. When the
-//!   predecessor goes, it lists the children again rather than assuming it now leads — the predecessor
-//!   may have left while an earlier candidate is still there.
+//! * **No herd**: a candidate that does not lead watches only its predecessor. When the predecessor
+//!   goes, it lists the children again rather than assuming it now leads — the predecessor may have
+//!   left while an earlier candidate is still there.
+//! * **Deletion watches**: the watch on a candidate (the predecessor's, and the leader's own) is set
+//!   with `getChildren2`, not `exists`. On an ephemeral znode, which cannot have children, it fires
+//!   only when the znode is deleted (or the session ends), and the reply still carries the stat
+//!   (`ephemeralOwner`, `czxid`). An `exists` watch would also fire whenever a leader publishes its
+//!   state in its candidate's data, and cost a request to set again, on two nodes, at every start.
 //! * **The leader watches its own candidate**: if it vanishes (deleted by an operator, or the session
 //!   expired), the child is stopped at once.
 //! * **Ownership is confirmed** before every start of the child: the candidate must exist and its
@@ -181,7 +186,7 @@ impl<'a> Election<'a> {
     /// Waits until `me` is the first candidate, and returns the confirmed leadership.
     ///
     /// Each look at the queue pipelines two requests in one round trip: the list of candidates, and
-    /// `exists` with a watch on `me` (its `ephemeralOwner` must be this session). So a node whose
+    /// the stat of `me` with a deletion watch (its `ephemeralOwner` must be this session). So a node whose
     /// predecessor just left starts its child one round trip after the notification. `on_position` is
     /// told the number of candidates ahead and the predecessor each time it waits.
     ///
@@ -197,19 +202,19 @@ impl<'a> Election<'a> {
         mut on_position: impl FnMut(usize, &str),
     ) -> Result<Leadership, ElectionError> {
         loop {
-            let (children, (stat, watch)) = self
+            let (children, own) = self
                 .session
                 .call(|c| {
                     let list = c.list_children(&self.dir);
-                    let own = c.check_and_watch_stat(&me.path);
+                    let own = watch_deletion(c, &me.path);
                     async move {
                         let (list, own) = tokio::join!(list, own);
                         Ok((list?, own?))
                     }
                 })
                 .await?;
-            let owned = stat.filter(|s| s.ephemeral_owner == self.session.id);
-            let Some(stat) = owned else {
+            let owned = own.filter(|(s, _)| s.ephemeral_owner == self.session.id);
+            let Some((stat, watch)) = owned else {
                 return Err(ElectionError::CandidateGone(me.path.clone()));
             };
             let ordered = in_order(children);
@@ -231,17 +236,16 @@ impl<'a> Election<'a> {
     }
 
     /// Waits until `predecessor` is gone, or something else happens that calls for a new look at the
-    /// queue (a connection event). A change of its data (a leader publishing its state) only re-arms
-    /// the watch.
+    /// queue (a connection event).
     async fn wait_gone(&self, predecessor: &str) -> Result<(), ElectionError> {
         loop {
-            let (stat, watch) = self
+            let Some((_, watch)) = self
                 .session
-                .call(|c| c.check_and_watch_stat(predecessor))
-                .await?;
-            if stat.is_none() {
+                .call(|c| watch_deletion(c, predecessor))
+                .await?
+            else {
                 return Ok(()); // already gone
-            }
+            };
             let event = tokio::select! {
                 event = watch.changed() => event,
                 () = self.session.ended() => return Err(ElectionError::SessionEnded),
@@ -250,7 +254,8 @@ impl<'a> Election<'a> {
                 zk::EventType::Session if event.session_state.is_terminated() => {
                     return Err(ElectionError::SessionEnded);
                 }
-                zk::EventType::NodeDataChanged => {}
+                // Children of an ephemeral znode: cannot happen; watch again.
+                zk::EventType::NodeChildrenChanged => {}
                 _ => return Ok(()),
             }
         }
@@ -277,12 +282,8 @@ impl<'a> Election<'a> {
     /// [`ElectionError::CandidateGone`] if it is missing or owned by another session;
     /// [`ElectionError::SessionEnded`]; [`ElectionError::Zk`].
     pub async fn confirm(&self, me: &Candidate) -> Result<Leadership, ElectionError> {
-        let (stat, watch) = self
-            .session
-            .call(|c| c.check_and_watch_stat(&me.path))
-            .await?;
-        match stat {
-            Some(stat) if stat.ephemeral_owner == self.session.id => Ok(Leadership {
+        match self.session.call(|c| watch_deletion(c, &me.path)).await? {
+            Some((stat, watch)) if stat.ephemeral_owner == self.session.id => Ok(Leadership {
                 token: stat.czxid,
                 watch,
             }),
@@ -310,6 +311,19 @@ impl<'a> Election<'a> {
             Ok(()) | Err(zk::Error::NoNode) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// The stat of the candidate at `path` and a watch that fires when it is deleted (see "Deletion
+/// watches" above); `None` if there is no such znode.
+async fn watch_deletion(
+    client: &zk::Client,
+    path: &str,
+) -> Result<Option<(zk::Stat, zk::OneshotWatcher)>, zk::Error> {
+    match client.get_and_watch_children(path).await {
+        Ok((_, stat, watch)) => Ok(Some((stat, watch))),
+        Err(zk::Error::NoNode) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -561,7 +561,8 @@ impl Job {
                         self.kill_now(&mut child, "our candidate was deleted").await;
                         return Supervised::Led(Led::Lost);
                     }
-                    // Some other change (data set by someone): watch again.
+                    // Some other event (a deletion watch on an ephemeral znode has no other): watch
+                    // again.
                     match election.confirm(me).await {
                         Ok(l) => own = Box::pin(l.watch.changed()),
                         Err(ElectionError::SessionEnded) => {

@@ -17,7 +17,6 @@
 //! for a slot.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +44,6 @@ pub struct Session {
     pub marker: String,
     pub lease: Lease,
     ended: CancellationToken,
-    rtt_ns: AtomicU64,
     /// Slots for the workers' requests ([`MAX_IN_FLIGHT`]).
     in_flight: tokio::sync::Semaphore,
     /// Whether the session carries credentials (and so creates znodes only its identity may change).
@@ -68,7 +66,6 @@ impl Session {
             lease: Lease::new(client.session_timeout()),
             client,
             ended: CancellationToken::new(),
-            rtt_ns: AtomicU64::new(0),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         }
     }
@@ -129,18 +126,8 @@ impl Session {
         let result = request(&self.client).await;
         if answered(&result) {
             self.lease.renew(sent);
-            let rtt = u64::try_from(Stamp::now().since(sent).as_nanos()).unwrap_or(u64::MAX);
-            // A slowly decaying maximum of recent round trips.
-            let old = self.rtt_ns.load(Ordering::Relaxed);
-            self.rtt_ns.store(rtt.max(old - old / 8), Ordering::Relaxed);
         }
         result
-    }
-
-    /// Recent round-trip times, as a slowly decaying maximum.
-    #[must_use]
-    pub fn rtt(&self) -> Duration {
-        Duration::from_nanos(self.rtt_ns.load(Ordering::Relaxed))
     }
 
     /// Resolves once this session has ended (expired, closed, or authentication failed).
@@ -397,8 +384,9 @@ async fn connect(
 /// A light request is sent when `S/5` has passed since the last request the server answered (or the
 /// last heartbeat, if that one is unanswered) — sooner only when a grace period is so close to its
 /// bound that the answer must arrive before the child's stop point `L + S - margin - grace`: then
-/// the heartbeat goes a slack earlier (twice the recent round trip plus 20 ms, at most `S/20`). At
-/// the bound itself the stop point is exactly `S/5` after the renewal. Each heartbeat runs in its own
+/// the heartbeat goes `S/20` earlier, the time its answer is given to arrive (a loaded server or a
+/// garbage collection pause of the server's JVM can take a hundred milliseconds). At the bound itself
+/// the stop point is exactly `S/5` after the renewal. Each heartbeat runs in its own
 /// task, so a slow answer still renews the lease when it comes.
 async fn keep_alive(
     session: &Arc<Session>,
@@ -418,9 +406,9 @@ async fn keep_alive(
             // The systemd watchdog is fed from this loop: if lease renewal is stuck, systemd notices.
             crate::systemd::watchdog();
             // The heartbeat must be answered before the earliest stop point of any child, `L + S -
-            // margin - grace`, with room for a round trip or two: only a grace period near its bound
-            // makes that earlier than S/5.
-            let slack = (Duration::from_millis(20) + 2 * session.rtt()).min(session.timeout() / 20);
+            // margin - grace`, with room for a slow answer: only a grace period near its bound makes
+            // that earlier than S/5.
+            let slack = session.timeout() / 20;
             let largest_grace = configs
                 .borrow()
                 .workers

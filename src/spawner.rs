@@ -50,6 +50,9 @@ const MAX_FDS: usize = 4;
 /// process exit code.
 #[must_use]
 pub fn main() -> i32 {
+    // Started through /proc/self/exe, the kernel names it `exe` (in `top`, `ps -e`, `pgrep`); the guards
+    // inherit the name.
+    let _ = nix::sys::prctl::set_name(c"zk-supervise");
     for sig in crate::guard::IGNORED {
         // SAFETY: SIG_IGN installs no handler code.
         let _ = unsafe { signal::signal(sig, SigHandler::SigIgn) };

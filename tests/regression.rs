@@ -91,6 +91,14 @@ fn a_killed_spawner_touches_no_running_child_and_is_replaced_at_the_next_start()
         a.pid(),
         "supervisor -> spawner -> guard -> child"
     );
+    for pid in [spawner, guard] {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("read comm");
+        assert_eq!(
+            comm.trim_end(),
+            "zk-supervise",
+            "the name of process {pid} in ps and top"
+        );
+    }
     kill(pid(spawner), Signal::SIGKILL).expect("kill the spawner");
     // The guards do not depend on it: the child runs on, under a live lease.
     assert_stable(&witness, "w", Some("a"), Duration::from_secs(3));

@@ -48,38 +48,27 @@ def parse_handoff(path):
 # target/bench-report/scale.txt of a run). Shown only for figures that miss their target in the run.
 FINDINGS = {
     "handoff": (
-        "The gap is two ZooKeeper round trips plus two process spawns. From the logs (above): the old leader "
+        "The gap is two ZooKeeper round trips plus two process starts. From the logs (above): the old leader "
         "sees its child die within a fraction of a millisecond; deleting its candidate, the watch notification "
-        "and the new leader's pipelined list + exists take about 4 ms; spawning the guard and, from it, the "
-        "child takes about 4 ms (`perf stat` of one exec of the 9 MB PIE binary: 1.9 ms of CPU, 220 page "
-        "faults, 22,000 relocations, vs 0.6 ms for /bin/true); the child then connects. The target is within "
-        "reach only if the spawn gets cheaper (a smaller or non-PIE guard binary, posix_spawn/vfork instead of "
-        "fork) and the test server answers promptly: on this machine the median moves by several ms with any "
-        "other load (the ZooKeeper JVM runs with C1 only)."
+        "and the new leader's pipelined list + stat take a few ms; then the spawner forks the guard (no exec, "
+        "since commit 2d7aefa; before it, each guard was a fork + exec of the 9 MB PIE supervisor, about 1.5 ms "
+        "more) and the guard forks and execs the child, which connects. On this machine the median moves by "
+        "several ms with any other load (the ZooKeeper JVM runs with C1 only)."
     ),
     "placement": (
         "The elections are not the bottleneck: every worker logs `leading` well before the last one logs "
         "`started`, and the machine is ~100 % busy throughout (3 nodes, ZooKeeper, 1000 guards and 1000 "
-        "workers on 2 cores). The time goes into spawning the guards. A `perf record -g` of one supervisor "
-        "starting 1000 workers (`sleep`) on one node attributed the CPU as: ~47 % to spawning each guard by "
-        "fork + exec of the large, multi-threaded supervisor (the fork copying its page tables ~10 %, "
-        "copy-on-write page faults in the supervisor's threads after each fork ~18 %, the exec tearing the "
-        "copied address space down ~10 % and closing the supervisor's inherited descriptors ~10 % — 3 per "
-        "running worker, so this grows with every worker started: quadratic overall); ~23 % to the guard's "
-        "own start (dynamic loader and relocations of the 9 MB PIE); ~12 % to the workers; ~12 % to the "
-        "supervisor's own work (elections, ZooKeeper, logs), of which 1.5 % is systemd::report recounting "
-        "every worker on each state change (O(n) per change). Candidate fixes in src/: spawn guards from a "
-        "small helper forked at start-up (before the supervisor has threads, memory and descriptors) or with "
-        "posix_spawn/vfork (std uses it when there is no `pre_exec`; pass the deadline memfd over the control "
-        "socket with SCM_RIGHTS instead of dup2 in `pre_exec`); a smaller guard binary; count leading workers "
-        "incrementally."
+        "workers on 2 cores). Before commit 2d7aefa about 70 % of the nodes' CPU went into creating guards "
+        "(fork + exec of the large multi-threaded supervisor, then the guard's own dynamic loading); since "
+        "then guards are forked by a small spawner process, and a system-wide `perf record` of a placement "
+        "shows the ZooKeeper server as the largest consumer (about a quarter of the samples), then the "
+        "workers, the guards and the supervisors (about a tenth each)."
     ),
     "busiest_shutdown": (
-        "The departing node is not the problem: it exits well within grace + 1 s, and the survivors log "
-        "`leading` for all its workers within about a second (one watch notification each). The rest is the "
-        "survivors spawning hundreds of guards at once on a machine that is ~100 % busy: the same spawn cost "
-        "as in placement (see there), with each survivor already holding ~1000 candidates and hundreds of "
-        "running workers, so each fork copies a larger address space and descriptor table."
+        "The departing node is not the problem: it exits well within grace + 1 s. The rest is the survivors' "
+        "elections (one watch notification, one pipelined round trip each) and starts of hundreds of guards "
+        "and workers at once on a machine that is ~100 % busy, with ZooKeeper and the benchmark on the same "
+        "two cores."
     ),
     "request_rate": (
         "Before commit 0249659 each node sent about 2 packets per S/5, not 1: the supervisor's own `exists` heartbeat every S/5 "
@@ -127,9 +116,10 @@ def lapse_text(cl):
         "any request whose answer would renew the lease) waits behind them, and the lease only advances to the "
         "send time of an answered request. Whether it lapses depends on the timing of the burst: in the runs made "
         "while writing this benchmark (2026-11-23) it happened in 7 of 25 runs on commit 0249659 and later, and in "
-        "6 of 8 runs on the commit before it (ae3db2c), so it is not new. Candidate fixes in src/: bound the election requests in "
-        "flight per session (a semaphore of a few dozen keeps the heartbeat's wait to milliseconds without "
-        "serializing on round trips), and start a child only with a recently renewed lease."
+        "6 of 8 runs on the commit before it (ae3db2c). Commit cde7b1a bounds each session's worker requests in "
+        "flight to 32 (src/session.rs MAX_IN_FLIGHT; the heartbeat does not wait for a slot), after which no "
+        "lapse was seen in 28 runs: a lapse now means the machine or the server stalled for longer than "
+        "S - margin - grace."
     )
 
 
@@ -275,13 +265,15 @@ def main():
         met = met and m["agent_rss_kb"] < limit
         parts.append(
             f"{k} workers: supervisor RSS {m['agent_rss_kb'] / 1024:.1f} MB (PSS {m['agent_pss_kb'] / 1024:.1f}, "
-            f"private {m['agent_private_kb'] / 1024:.1f}); {m['guards']} guards: per guard RSS "
+            f"private {m['agent_private_kb'] / 1024:.1f}); {m['guards']} guard processes (the spawner and one "
+            f"guard per child): per process RSS "
             f"{m['guard_rss_median_kb']} kB, PSS {m['guard_pss_median_kb']} kB, private "
             f"{m['guard_private_median_kb']} kB (medians), all guards PSS {m['guards_pss_total_kb'] / 1024:.1f} MB"
         )
     figure(
         "memory", "memory",
-        "Memory of one node: the supervisor, and separately the guard process that sits above each running child.",
+        "Memory of one node: the supervisor, and separately the guard processes: one guard above each running "
+        "child, all forked from one spawner process.",
         "bench/scale `memory`: one supervisor alone with 10, 100 and 1000 light workers (all leading), measured "
         "3 s after the last start from /proc/<pid>/smaps_rollup: RSS, PSS (shared pages divided among the "
         "processes sharing them) and private (clean + dirty) memory.",
@@ -301,7 +293,7 @@ def main():
         "guard (/proc/<pid>/schedstat) over the window.",
         "< 1 % of one core per node",
         "; ".join(
-            f"node {x['node']}: supervisor {fmt(x['supervisor_cpu_percent'])} %, {x['guards']} guards "
+            f"node {x['node']}: supervisor {fmt(x['supervisor_cpu_percent'])} %, {x['guards']} guard processes "
             f"{fmt(x['guards_cpu_percent'])} %, total {fmt(x['total_cpu_percent'])} %" for x in idle["nodes"]
         ) + f"; no worker restarted ({idle['extra_starts_after']} extra starts)",
         worst < 1.0,
@@ -309,22 +301,20 @@ def main():
         values=idle,
     )
     w = cl["watches"]
-    led = w["other_nodes_watching_led"]
     figure(
         "watches", "ZooKeeper watches",
-        "How many watches the elections hold on the server, and how many other nodes a leader's departure "
-        "notifies per worker (no herd).",
-        f"bench/scale `cluster`, after the idle window: `wchs` for the total, `wchc` per session (mapped to nodes "
-        f"by the candidates' ephemeralOwner), `wchp` per path: for every candidate of the busiest node, the other "
-        f"sessions watching it (they are the nodes its deletion notifies). mntr's node_deleted_watch_count during "
-        "the shutdown counts the notifications actually sent.",
+        "How many watches the elections hold on the server, and how many nodes a candidate's deletion "
+        "notifies (no herd).",
+        "bench/scale `cluster`, after the idle window: mntr's zk_watch_count for the total (the elections set "
+        "child watches with getChildren2, which fire only when the candidate is deleted; `wchs`, `wchc` and "
+        "`wchp` list data watches only, and show what else watches); during the busiest node's shutdown, "
+        "mntr's node_deleted_watch_count: notifications sent per deletion, and the most for one deletion.",
         "<= 2 watches per candidate; one leader's departure notifies one node per worker",
         f"{fmt(w['total'], 0)} watches for {w['candidates']} candidates = {fmt(w['per_candidate'])} per candidate "
-        f"(per node {w['per_node']}, {w['on_other_paths']} on other paths); candidates node {w['busiest']} leads, "
-        f"by number of other nodes watching: {led}; its waiting ones: {w['other_nodes_watching_waiting']}; "
-        f"during its shutdown {fmt(sd['deleted_watch_notifications'], 0)} notifications for "
-        f"{fmt(sd['deleted_watch_events'], 0)} deletions",
-        w["per_candidate"] <= 2 and set(led.keys()) == {"1"},
+        f"(data watches: {fmt(w['data_watches'], 0)}); during node {w['busiest']}'s shutdown "
+        f"{fmt(sd['deleted_watch_notifications'], 0)} notifications for {fmt(sd['deleted_watch_events'], 0)} "
+        f"deletions, at most {fmt(sd['max_notified_per_deletion'], 0)} for one",
+        w["per_candidate"] <= 2 and sd["max_notified_per_deletion"] <= 1,
         f"SCALE_SECTIONS=cluster SCALE_WORKERS={n} cargo bench --bench scale",
         values=w,
     )
@@ -449,21 +439,18 @@ def main():
         f"- kazoo agent with 100 workers: RSS {k100['agent_rss_kb'] / 1024:.1f} MB, PSS "
         f"{k100['agent_pss_kb'] / 1024:.1f} MB, idle CPU {fmt(k100['idle_cpu_total_percent'])} % "
         f"(`SCALE_SECTIONS=kazoo cargo bench --bench scale`); zk-supervise with 100 workers: supervisor RSS "
-        f"{z100['agent_rss_kb'] / 1024:.1f} MB, PSS {z100['agent_pss_kb'] / 1024:.1f} MB, plus 100 guards "
+        f"{z100['agent_rss_kb'] / 1024:.1f} MB, PSS {z100['agent_pss_kb'] / 1024:.1f} MB, plus the spawner and 100 guards "
         f"totalling {z100['guards_pss_total_kb'] / 1024:.1f} MB PSS, idle CPU {fmt(z100['idle_cpu_total_percent'])} %.\n"
     )
     m1000 = mem["1000"]
     md.append("## Notes\n")
     md.append(
-        f"- **Guard memory.** The supervisor targets are met, but at 1000 workers most of a node's memory is the "
-        f"guards: {m1000['guards']} guards total {m1000['guards_pss_total_kb'] / 1024:.0f} MB PSS "
-        f"({m1000['guard_private_median_kb']} kB private each, median), against "
-        f"{m1000['agent_pss_kb'] / 1024:.0f} MB for the supervisor. The README states 240-270 kB private per "
-        "guard. `/proc/<guard>/smaps` shows where it goes: about 400 kB is the binary's RELRO segment "
-        "(.data.rel.ro), which the dynamic loader writes in every process when it applies the 9 MB PIE "
-        "binary's ~22,000 relocations, so it cannot be shared; the rest is the binary's .data, libc data, the stack "
-        "and small anonymous mappings. A guard built as a small separate binary, or linked without PIE, would keep those pages shared; "
-        "the README's figure should be updated either way."
+        f"- **Guard memory.** At 1000 workers the guard processes total "
+        f"{m1000['guards_pss_total_kb'] / 1024:.0f} MB PSS ({m1000['guard_private_median_kb']} kB private each, "
+        f"median), against {m1000['agent_pss_kb'] / 1024:.0f} MB for the supervisor. Guards are forks of one "
+        "small spawner process (since commit 2d7aefa), so they share its pages until they write to them. Before, "
+        "each guard was an exec of the 9 MB PIE binary, whose dynamic loader wrote about 400 kB of relocated "
+        "data (.data.rel.ro) in every guard: 536 kB private each, 527 MB PSS for 1000 guards."
     )
     md.append(
         f"- **Crash failover is the session timeout for both.** From the server's log: SIGKILL -> the victim's "
@@ -481,25 +468,21 @@ def main():
     )
     if not cl.get("extra_starts"):
         md.append(
-            "- **Lease lapses during placement (not in this run).** While this benchmark was being written "
-            "(2026-11-23), 7 of 25 placement runs on commit 0249659 and later, and 6 of 8 on the commit before it "
-            "(ae3db2c), restarted 550-780 of the 1000 workers once: their guards stopped them because the lease "
-            "had lapsed (`lease lapsed: the child was stopped by its guard`; never two copies at once). In one "
-            "such run the lapse times put every node's last renewal seen by the guards at 1.7-2.9 s after the "
-            "start, children had been started with leases already up to 2.2 s old, the server's own latency was "
-            "at most 78 ms, and its outstanding requests reached 987 (above zookeeper.globalOutstandingLimit, "
-            "1000, it stops reading from connections). The renewals wait in line behind the burst of election "
-            "requests (about 12 per candidate) on each session's single FIFO connection, and the lease only "
-            "advances to the send time of an answered request. Candidate fixes in src/: bound the election "
-            "requests in flight per session, and start a child only with a recently renewed lease. A run that "
-            "hits it reports it under the placement figure, with that run's numbers."
+            "- **Lease lapses during placement (not in this run).** Before commit cde7b1a, 7 of 25 placement runs "
+            "(and 6 of 8 on the commit before 0249659) restarted 550-780 of the 1000 workers once: their guards "
+            "stopped them because the lease had lapsed (never two copies at once). The heartbeat waited in line "
+            "behind the burst of election requests on each session's single FIFO connection, and the server's "
+            "outstanding requests reached its global limit (1000; past it the server stops reading from "
+            "connections). Since that commit each session carries at most 32 worker requests at a time and the "
+            "heartbeat never waits for a slot: at most about 130 outstanding in the server, and no lapse in 28 "
+            "runs. A run that hits one reports it under the placement figure, with that run's numbers."
         )
     md.append(
         "- **Shared cores.** The figures that start or move many workers (placement, the busiest node's shutdown) "
         "run three nodes, ZooKeeper, a thousand guards and a thousand workers on this machine's cores; the CPU "
         "lines in target/bench-report/scale.txt give the breakdown (`not ours` is CPU used by other processes on "
-        "the host plus processes of ours that ended during the window). On machines with a node per host the "
-        "spawn work of a node is its own, but the per-spawn cost measured here is the same.\n"
+        "the host plus processes of ours that ended during the window). On machines with a node per host, a "
+        "node's spawn work and its share of ZooKeeper's are not competing with two other nodes'.\n"
     )
     with open(a.markdown, "w") as f:
         f.write("\n".join(md) + "\n")

@@ -12,7 +12,7 @@
 //!    together. Placement time (start of the first supervisor -> the last worker's first connection to the
 //!    witness), exactly-once check; then an idle window of `SCALE_IDLE_SECS` (60 s) with nothing happening:
 //!    CPU of each node (supervisor and its guards), ZooKeeper requests (`mntr` `zk_packets_received`, and per
-//!    session from `cons`); watches (`wchs`, `wchc`, `wchp`); then the busiest node is shut down cleanly
+//!    session from `cons`); watches (`mntr` `zk_watch_count`; `wchs`, `wchc` for data watches); then the busiest node is shut down cleanly
 //!    (SIGTERM): time until each of its workers runs elsewhere, and until it exits. CPU breakdowns of the busy
 //!    phases, and their timing from the supervisors' logs (`leading`, `started`).
 //! 4. `memory`: one supervisor alone with 10, 100 and 1000 workers: RSS, PSS and private memory of the
@@ -763,9 +763,12 @@ fn cluster(quick: bool) -> Value {
     );
     let (extra_after_idle, twice_after_idle, _) = count_starts(&witness);
 
-    // Watches.
+    // Watches. The elections watch candidates with getChildren2 (child watches, which fire only when the
+    // candidate is deleted); mntr's zk_watch_count counts those with the data watches, but the four-letter
+    // words that list watches (wchs, wchc, wchp) cover data watches only: they show what else watches.
+    let total_watches = mntr_field(&word(&addr, "mntr"), "zk_watch_count");
     let wchs = word(&addr, "wchs");
-    let total_watches: f64 = wchs
+    let data_watches: f64 = wchs
         .lines()
         .find_map(|l| l.strip_prefix("Total watches:"))
         .and_then(|v| v.trim().parse().ok())
@@ -791,44 +794,18 @@ fn cluster(quick: bool) -> Value {
             .count();
     }
     println!(
-        "  watches: {} -> {:.3} per candidate ({candidates_total} candidates); per node {watches_per_node:?}; \
-         {non_candidate_watches} on other paths",
-        wchs.replace('\n', " "),
+        "  watches (mntr zk_watch_count): {total_watches} -> {:.3} per candidate ({candidates_total} candidates); \
+         data watches (wchs): {data_watches}, per node {watches_per_node:?}, {non_candidate_watches} on other paths",
         total_watches / candidates_total as f64
     );
 
-    // The busiest node, and who would be told when each of its candidates goes.
+    // The busiest node: who is told when each of its candidates goes is counted by the server during its
+    // shutdown (mntr's node_deleted_watch_count), since child watches cannot be listed per path.
     let busiest = per_node
         .iter()
         .max_by_key(|(_, c)| **c)
         .map(|(n, _)| n.clone())
         .expect("a node runs workers");
-    let wchp: HashMap<String, Vec<i64>> = indented_groups(&word(&addr, "wchp"))
-        .into_iter()
-        .map(|(path, sids)| (path, sids.iter().filter_map(|s| session_id(s)).collect()))
-        .collect();
-    let mut notified_per_led: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut notified_per_follower: BTreeMap<usize, usize> = BTreeMap::new();
-    for (path, queue) in &queues {
-        for (i, c) in queue.iter().enumerate() {
-            if c.node != busiest {
-                continue;
-            }
-            let watchers = wchp.get(&format!("{path}/{}", c.name)).map_or(0, |sids| {
-                sids.iter().filter(|s| **s != c.ephemeral_owner).count()
-            });
-            let bucket = if i == 0 {
-                &mut notified_per_led
-            } else {
-                &mut notified_per_follower
-            };
-            *bucket.entry(watchers).or_default() += 1;
-        }
-    }
-    println!(
-        "  node {busiest}'s candidates, by how many other nodes watch them: leading {notified_per_led:?}, \
-         waiting {notified_per_follower:?}"
-    );
 
     // The busiest node shuts down cleanly.
     let index = ids.iter().position(|id| *id == busiest).expect("known");
@@ -878,6 +855,8 @@ fn cluster(quick: bool) -> Value {
             mntr_field(m, "zk_cnt_node_deleted_watch_count"),
         )
     };
+    // The most watchers one deletion notified since placement began (`srst` reset it).
+    let max_notified = mntr_field(&mntr_after, "zk_max_node_deleted_watch_count");
     let (sum0, cnt0) = deleted_watch(&mntr_before);
     let (sum1, cnt1) = deleted_watch(&mntr_after);
     let mut gaps = Vec::new();
@@ -892,7 +871,8 @@ fn cluster(quick: bool) -> Value {
     }
     println!(
         "  node {busiest} ({} workers) SIGTERM: all re-placed after {}, supervisor exited after {} (code {exit_code:?}); \
-         death -> start elsewhere median {:.1} ms, max {:.1} ms; watch notifications for deletions: {} in {} events",
+         death -> start elsewhere median {:.1} ms, max {:.1} ms; watch notifications for deletions: {} in {} events, \
+         at most {max_notified} for one deletion",
         moved.len(),
         replaced.map_or("(not within 60 s)".into(), |d| format!("{:.3} s", d.as_secs_f64())),
         exited.map_or("(not within 60 s)".into(), |d| format!("{:.3} s", d.as_secs_f64())),
@@ -949,10 +929,8 @@ fn cluster(quick: bool) -> Value {
         "watches": {
             "total": total_watches, "candidates": candidates_total,
             "per_candidate": round3(total_watches / candidates_total as f64),
-            "per_node": watches_per_node, "on_other_paths": non_candidate_watches,
-            "busiest": busiest,
-            "other_nodes_watching_led": notified_per_led,
-            "other_nodes_watching_waiting": notified_per_follower,
+            "data_watches": data_watches, "data_watches_per_node": watches_per_node,
+            "data_watches_on_other_paths": non_candidate_watches, "busiest": busiest,
         },
         "shutdown": {
             "node": busiest, "workers": moved.len(),
@@ -962,6 +940,7 @@ fn cluster(quick: bool) -> Value {
             "gap_median_ms": (!gaps.is_empty()).then(|| ms(median(&gaps))),
             "gap_max_ms": gaps.iter().max().map(|d| ms(*d)),
             "deleted_watch_notifications": sum1 - sum0, "deleted_watch_events": cnt1 - cnt0,
+            "max_notified_per_deletion": max_notified,
             "cpu": shutdown_cpu,
             "log": shutdown_phases.map(|(l, s, m, x)| json!({
                 "last_leading_s": l, "last_started_s": s, "leading_to_started_median_s": m,

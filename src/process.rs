@@ -13,13 +13,11 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use std::time::{Duration, Instant};
-use tokio::net::unix::pipe;
-
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::unix::{pipe, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use crate::config::WorkerConfig;

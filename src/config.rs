@@ -66,6 +66,9 @@ pub struct ZkConfig {
     pub session_timeout: Duration,
     /// How long a new leader waits before starting the child (at most 1h, default 0s).
     pub takeover_delay: Duration,
+    /// An upper bound on the servers' `tickTime` (10ms..=1m, default 2s): the lease's proof waits
+    /// this long between an answer and the `sync` that proves it (see [`crate::lease`]).
+    pub server_tick: Duration,
     /// Parent of the per-worker election paths: absolute, no trailing slash, not `/`.
     pub root: String,
     /// `auth = { scheme = "digest", credentials_file = "..." }` (SPEC §9), if set.
@@ -192,7 +195,7 @@ pub struct WorkerConfig {
     pub group: Option<String>,
     /// Default SIGTERM.
     pub stop_signal: Signal,
-    /// From `stop_signal` to SIGKILL; default 5s; must fit the lease (see [`max_grace_period`]).
+    /// From `stop_signal` to SIGKILL; default 5s; must fit the lease (see [`crate::lease::max_grace_period`]).
     pub grace_period: Duration,
     /// Default 1s; doubles after each failure up to `max_restart_delay`.
     pub restart_delay: Duration,
@@ -453,23 +456,6 @@ fn decimal(n: u128, unit: u128, unit_digits: usize, suffix: &str) -> String {
     format!("{whole}.{}{suffix}", fraction.trim_end_matches('0'))
 }
 
-/// The safety margin of the lease (SPEC §6): `max(S/10, 200ms)`.
-#[must_use]
-pub fn lease_margin(session_timeout: Duration) -> Duration {
-    (session_timeout / 10).max(Duration::from_millis(200))
-}
-
-/// The longest `grace_period` that fits the lease (SPEC §3, §6): `S - S/5 - margin`, or zero.
-///
-/// A lease is renewed every `S/5` and ends `S - margin` after the renewal was sent, so after a
-/// missed renewal a child has at least this long between its stop signal and the lease's end.
-#[must_use]
-pub fn max_grace_period(session_timeout: Duration) -> Duration {
-    session_timeout
-        .saturating_sub(session_timeout / 5)
-        .saturating_sub(lease_margin(session_timeout))
-}
-
 impl Config {
     /// Re-checks every worker's `grace_period` against the session timeout the server
     /// negotiated (SPEC §3: `run` checks again).
@@ -479,7 +465,7 @@ impl Config {
     /// One problem per worker that does not fit; the problems have no line, since the file
     /// may have changed since it was loaded.
     pub fn check_grace_against(&self, session_timeout: Duration) -> Result<(), ConfigError> {
-        let max = max_grace_period(session_timeout);
+        let max = crate::lease::max_grace_period(session_timeout, self.zookeeper.server_tick);
         let problems: Vec<Problem> = self
             .workers
             .iter()
@@ -488,12 +474,13 @@ impl Config {
                 location: None,
                 message: format!(
                     "worker {:?}: grace_period {} does not fit the lease: with the negotiated \
-                     session_timeout {} ({} requested) it must be at most {}; shorten \
-                     grace_period or raise maxSessionTimeout on the ZooKeeper servers",
+                     session_timeout {} ({} requested) and server_tick {} it must be at most {}; \
+                     shorten grace_period or raise maxSessionTimeout on the ZooKeeper servers",
                     w.name,
                     format_duration(w.grace_period),
                     format_duration(session_timeout),
                     format_duration(self.zookeeper.session_timeout),
+                    format_duration(self.zookeeper.server_tick),
                     format_duration(max),
                 ),
             })
@@ -557,6 +544,10 @@ fn show_argv(argv: &[String]) -> String {
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(15);
+/// ZooKeeper's sample configuration and Debian's set `tickTime=2000`.
+const DEFAULT_SERVER_TICK: Duration = Duration::from_secs(2);
+const MIN_SERVER_TICK: Duration = Duration::from_millis(10);
+const MAX_SERVER_TICK: Duration = Duration::from_secs(60);
 const MIN_SESSION_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 /// The ceiling of every other duration: longer is a typo, not a plan.
@@ -583,6 +574,7 @@ const ZK_KEYS: &[&str] = &[
     "connect",
     "session_timeout",
     "takeover_delay",
+    "server_tick",
     "root",
     "auth",
     "tls",
@@ -624,6 +616,31 @@ impl<T> Field<T> {
             None => Field::Bad,
         }
     }
+
+    fn at(&self) -> Option<usize> {
+        match self {
+            Field::Set(_, at) => Some(*at),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Copy> Field<T> {
+    fn value(&self) -> Option<T> {
+        match self {
+            Field::Set(v, _) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// What the lease bound on `grace_period` depends on, and where each was set (`None`: the default).
+#[derive(Clone, Copy)]
+struct LeaseSettings {
+    session_timeout: Duration,
+    session_timeout_at: Option<usize>,
+    server_tick: Duration,
+    server_tick_at: Option<usize>,
 }
 
 /// Which table an effective worker value came from.
@@ -682,6 +699,7 @@ struct ZkFields {
     connect: Option<String>,
     session_timeout: Field<Duration>,
     takeover_delay: Duration,
+    server_tick: Field<Duration>,
     root: String,
     auth: Option<AuthConfig>,
     tls: Option<TlsConfig>,
@@ -953,10 +971,14 @@ impl<'t> Checker<'t> {
                 );
             }
             Some((_, DeValue::Array(items))) => {
-                let session_timeout = match &zk.session_timeout {
-                    Field::Set(s, at) => Some((*s, Some(*at))),
-                    Field::Unset => Some((DEFAULT_SESSION_TIMEOUT, None)),
-                    Field::Bad => None,
+                let session_timeout = match (&zk.session_timeout, &zk.server_tick) {
+                    (Field::Bad, _) | (_, Field::Bad) => None,
+                    (s, t) => Some(LeaseSettings {
+                        session_timeout: s.value().unwrap_or(DEFAULT_SESSION_TIMEOUT),
+                        session_timeout_at: s.at(),
+                        server_tick: t.value().unwrap_or(DEFAULT_SERVER_TICK),
+                        server_tick_at: t.at(),
+                    }),
                 };
                 let mut first_use: HashMap<String, usize> = HashMap::new();
                 for (i, item) in items.iter().enumerate() {
@@ -971,12 +993,17 @@ impl<'t> Checker<'t> {
             Field::Set(s, _) => s,
             _ => DEFAULT_SESSION_TIMEOUT,
         };
+        let server_tick = match zk.server_tick {
+            Field::Set(t, _) => t,
+            _ => DEFAULT_SERVER_TICK,
+        };
         Some(Config {
             path: path.to_path_buf(),
             zookeeper: ZkConfig {
                 connect: zk.connect?,
                 session_timeout,
                 takeover_delay: zk.takeover_delay,
+                server_tick,
                 root: zk.root,
                 auth: zk.auth,
                 tls: zk.tls,
@@ -1033,6 +1060,7 @@ impl<'t> Checker<'t> {
             connect: None,
             session_timeout: Field::Unset,
             takeover_delay: Duration::ZERO,
+            server_tick: Field::Unset,
             root: DEFAULT_ROOT.to_owned(),
             auth: None,
             tls: None,
@@ -1075,6 +1103,15 @@ impl<'t> Checker<'t> {
                     let d =
                         self.duration("zookeeper: takeover_delay", v, Duration::ZERO, MAX_DELAY);
                     zk.takeover_delay = d.unwrap_or_default();
+                }
+                "server_tick" => {
+                    let d = self.duration(
+                        "zookeeper: server_tick",
+                        v,
+                        MIN_SERVER_TICK,
+                        MAX_SERVER_TICK,
+                    );
+                    zk.server_tick = Field::from(d, at);
                 }
                 "root" => {
                     if let Some(s) = self.string("zookeeper: root", v) {
@@ -1398,7 +1435,7 @@ impl<'t> Checker<'t> {
         number: usize,
         value: &Value<'_>,
         defaults: &Fields,
-        session_timeout: Option<(Duration, Option<usize>)>,
+        session_timeout: Option<LeaseSettings>,
         first_use: &mut HashMap<String, usize>,
     ) -> Option<WorkerConfig> {
         let numbered = format!("worker #{number}");
@@ -1471,8 +1508,8 @@ impl<'t> Checker<'t> {
             &d.max_restart_delay,
             Duration::from_secs(30),
         );
-        if let (Some((grace, origin)), Some((s, s_at))) = (grace, session_timeout) {
-            self.check_grace(&label, grace, origin, s, s_at);
+        if let (Some((grace, origin)), Some(lease)) = (grace, session_timeout) {
+            self.check_grace(&label, grace, origin, lease);
         }
         if let (Some((r, r_origin)), Some((m, m_origin))) = (restart, max_restart) {
             if m < r {
@@ -1522,40 +1559,40 @@ impl<'t> Checker<'t> {
         })
     }
 
-    /// The lease bound of SPEC §3 on one worker's effective `grace_period`.
-    fn check_grace(
-        &mut self,
-        label: &str,
-        grace: Duration,
-        origin: Origin,
-        session_timeout: Duration,
-        session_timeout_at: Option<usize>,
-    ) {
-        let max = max_grace_period(session_timeout);
+    /// The lease bound of SPEC §3 on one worker's effective `grace_period`
+    /// ([`crate::lease::max_grace_period`]).
+    fn check_grace(&mut self, label: &str, grace: Duration, origin: Origin, lease: LeaseSettings) {
+        let max = crate::lease::max_grace_period(lease.session_timeout, lease.server_tick);
         if grace <= max {
             return;
         }
-        let (g, s, m) = (
+        let (g, s, t, m) = (
             format_duration(grace),
-            format_duration(session_timeout),
+            format_duration(lease.session_timeout),
+            format_duration(lease.server_tick),
             format_duration(max),
         );
-        let fix = "shorten grace_period or raise session_timeout";
-        match (blame(label, &[origin]), session_timeout_at) {
+        let fix = "shorten grace_period or raise session_timeout (or lower server_tick if the \
+                   servers' tickTime is shorter)";
+        match (
+            blame(label, &[origin]),
+            lease.session_timeout_at.or(lease.server_tick_at),
+        ) {
             (Some((who, at)), _) => self.problem(
                 at,
                 format!(
-                    "{who}: grace_period {g} does not fit the lease: with session_timeout {s} it \
-                     must be at most {m}; {fix}"
+                    "{who}: grace_period {g} does not fit the lease: with session_timeout {s} and \
+                     server_tick {t} it must be at most {m}; {fix}"
                 ),
             ),
-            // The built-in grace period only fails against an explicit session_timeout.
+            // The built-in grace period only fails against an explicit session_timeout or tick.
             (None, Some(at)) => self.problem(
                 at,
                 format!(
-                    "zookeeper: session_timeout {s} leaves room for a grace_period of at most \
-                     {m}, less than the default {g}; raise session_timeout or set a shorter \
-                     grace_period in [defaults]"
+                    "zookeeper: session_timeout {s} and server_tick {t} leave room for a \
+                     grace_period of at most {m}, less than the default {g}; raise \
+                     session_timeout, lower server_tick if the servers' tickTime is shorter, or \
+                     set a shorter grace_period in [defaults]"
                 ),
             ),
             (None, None) => {}
@@ -2381,31 +2418,55 @@ intervall = "5s"
         let text = worker("name = \"x\"\ncommand = [\"x\"]\ngrace_period = \"12s\"\n");
         assert_eq!(
             problem(&text),
-            "w.toml:6:16: worker \"x\": grace_period 12s does not fit the lease: with session_timeout 15s it must be at most 10.5s; shorten grace_period or raise session_timeout"
+            "w.toml:6:16: worker \"x\": grace_period 12s does not fit the lease: with session_timeout 15s and server_tick 2s it must be at most 6s; shorten grace_period or raise session_timeout (or lower server_tick if the servers' tickTime is shorter)"
         );
         // Exactly at the bound fits.
         ok(&worker(
-            "name = \"x\"\ncommand = [\"x\"]\ngrace_period = \"10.5s\"\n",
+            "name = \"x\"\ncommand = [\"x\"]\ngrace_period = \"6s\"\n",
         ));
     }
 
     #[test]
     fn grace_period_from_defaults_is_reported_once_in_defaults() {
         let text = format!(
-            "{ZK}session_timeout = \"5s\"\n[defaults]\ngrace_period = \"4s\"\n[[worker]]\nname = \"a\"\ncommand = [\"a\"]\n[[worker]]\nname = \"b\"\ncommand = [\"b\"]\n[[worker]]\nname = \"c\"\ncommand = [\"c\"]\ngrace_period = \"1s\"\n"
+            "{ZK}session_timeout = \"5s\"\nserver_tick = \"500ms\"\n[defaults]\ngrace_period = \"4s\"\n[[worker]]\nname = \"a\"\ncommand = [\"a\"]\n[[worker]]\nname = \"b\"\ncommand = [\"b\"]\n[[worker]]\nname = \"c\"\ncommand = [\"c\"]\ngrace_period = \"1s\"\n"
         );
         assert_eq!(
             problem(&text),
-            "w.toml:5:16: defaults: grace_period 4s does not fit the lease: with session_timeout 5s it must be at most 3.5s; shorten grace_period or raise session_timeout"
+            "w.toml:6:16: defaults: grace_period 4s does not fit the lease: with session_timeout 5s and server_tick 500ms it must be at most 2.5s; shorten grace_period or raise session_timeout (or lower server_tick if the servers' tickTime is shorter)"
         );
     }
 
     #[test]
     fn default_grace_period_against_a_short_session_timeout() {
-        let text = format!("{ZK}session_timeout = \"4s\"\n[[worker]]\nname = \"a\"\ncommand = [\"a\"]\n[[worker]]\nname = \"b\"\ncommand = [\"b\"]\n");
+        let text = format!("{ZK}session_timeout = \"4s\"\nserver_tick = \"200ms\"\n[[worker]]\nname = \"a\"\ncommand = [\"a\"]\n[[worker]]\nname = \"b\"\ncommand = [\"b\"]\n");
         assert_eq!(
             problem(&text),
-            "w.toml:3:19: zookeeper: session_timeout 4s leaves room for a grace_period of at most 2.8s, less than the default 5s; raise session_timeout or set a shorter grace_period in [defaults]"
+            "w.toml:3:19: zookeeper: session_timeout 4s and server_tick 200ms leave room for a grace_period of at most 2s, less than the default 5s; raise session_timeout, lower server_tick if the servers' tickTime is shorter, or set a shorter grace_period in [defaults]"
+        );
+    }
+
+    #[test]
+    fn server_tick_defaults_to_two_seconds_and_has_bounds() {
+        let config = ok(&worker("name = \"x\"\ncommand = [\"x\"]\n"));
+        assert_eq!(config.zookeeper.server_tick, Duration::from_secs(2));
+        let config = ok(&format!(
+            "{ZK}server_tick = \"200ms\"\n[[worker]]\nname = \"x\"\ncommand = [\"x\"]\n"
+        ));
+        assert_eq!(config.zookeeper.server_tick, Duration::from_millis(200));
+        let text =
+            format!("{ZK}server_tick = \"5ms\"\n[[worker]]\nname = \"x\"\ncommand = [\"x\"]\n");
+        assert!(
+            problem(&text).starts_with("w.toml:3:15: zookeeper: server_tick: "),
+            "{}",
+            problem(&text)
+        );
+        // A tick as long as the session leaves no room for any grace period.
+        let text = format!("{ZK}session_timeout = \"4s\"\nserver_tick = \"2s\"\n[[worker]]\nname = \"x\"\ncommand = [\"x\"]\ngrace_period = \"100ms\"\n");
+        assert!(
+            problem(&text).contains("it must be at most 0s"),
+            "{}",
+            problem(&text)
         );
     }
 
@@ -2590,20 +2651,9 @@ restart_delay = "soon"
     }
 
     #[test]
-    fn lease_arithmetic() {
-        let s = Duration::from_secs;
-        assert_eq!(lease_margin(s(15)), Duration::from_millis(1_500));
-        assert_eq!(max_grace_period(s(15)), Duration::from_millis(10_500));
-        assert_eq!(lease_margin(s(2)), Duration::from_millis(200));
-        assert_eq!(max_grace_period(s(2)), Duration::from_millis(1_400));
-        assert_eq!(max_grace_period(s(1)), Duration::from_millis(600));
-        assert_eq!(max_grace_period(Duration::from_millis(100)), Duration::ZERO);
-    }
-
-    #[test]
     fn check_grace_against_the_negotiated_timeout() {
         let config = ok(&worker(
-            "name = \"w\"\ncommand = [\"x\"]\ngrace_period = \"8s\"\n",
+            "name = \"w\"\ncommand = [\"x\"]\ngrace_period = \"6s\"\n",
         ));
         assert!(config.check_grace_against(Duration::from_secs(15)).is_ok());
         let err = config
@@ -2611,7 +2661,7 @@ restart_delay = "soon"
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "w.toml: worker \"w\": grace_period 8s does not fit the lease: with the negotiated session_timeout 6s (15s requested) it must be at most 4.2s; shorten grace_period or raise maxSessionTimeout on the ZooKeeper servers"
+            "w.toml: worker \"w\": grace_period 6s does not fit the lease: with the negotiated session_timeout 6s (15s requested) and server_tick 2s it must be at most 800ms; shorten grace_period or raise maxSessionTimeout on the ZooKeeper servers"
         );
         assert_eq!(err.problems()[0].location, None);
     }

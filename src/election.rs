@@ -29,9 +29,12 @@
 //! # The lease
 //!
 //! Winning the election is not enough to run the child: the session's lease ([`crate::lease`]) must
-//! hold. The confirmation request itself renews it, so a child starts with a fresh lease of about
-//! `S - margin`. The guard of each child ([`crate::guard`]) enforces the lease deadline on its own, so a
-//! leader that loses its session has stopped its child before ZooKeeper can let another node lead.
+//! hold, and only answers that went through the quorum leader renew it. A position read from a server
+//! that may be behind never counts on its own: the campaign's "first" cannot be stale (a server that
+//! has our candidate has every earlier one, and can only show more of them ahead, never fewer), and a
+//! confirmation before a restart reads behind a `sync`. The guard of each child ([`crate::guard`])
+//! enforces the lease deadline on its own, so a leader that loses its session has stopped its child
+//! before ZooKeeper can let another node lead.
 //!
 //! # Fencing token
 //!
@@ -276,13 +279,21 @@ impl<'a> Election<'a> {
 
     /// Confirms that `me` exists and is owned by the current session, and watches it, before a restart
     /// of the child. Call it after [`Election::campaign`]: a candidate that was first stays first while it exists, since every
-    /// later candidate gets a larger sequence number. Renews the lease as a side effect.
+    /// later candidate gets a larger sequence number.
+    ///
+    /// The read goes behind a pipelined `sync`, so it reflects the quorum leader's state: after a lapse
+    /// or a reconnect, the server may be behind (a follower cut off from the quorum still shows a
+    /// candidate whose session the leader has expired), and its word alone must not restart a child.
     ///
     /// # Errors
     /// [`ElectionError::CandidateGone`] if it is missing or owned by another session;
     /// [`ElectionError::SessionEnded`]; [`ElectionError::Zk`].
     pub async fn confirm(&self, me: &Candidate) -> Result<Leadership, ElectionError> {
-        match self.session.call(|c| watch_deletion(c, &me.path)).await? {
+        match self
+            .session
+            .call_synced(&self.dir, |c| watch_deletion(c, &me.path))
+            .await?
+        {
             Some((stat, watch)) if stat.ephemeral_owner == self.session.id => Ok(Leadership {
                 token: stat.czxid,
                 watch,

@@ -5,10 +5,12 @@
 //! when it ends. Every worker task follows that channel. After an expiry a new session is opened and
 //! every worker rejoins its election at the back (its old candidate went with the old session).
 //!
-//! The lease ([`crate::lease`]) is renewed by every request that goes through [`Session::call`], and by
-//! a light request (`exists` on the root) every `S/5`: one request per node per `S/5`, not per worker.
-//! The client library's own pings keep the session alive on the server but are invisible here, so they
-//! do not count.
+//! The lease ([`crate::lease`]) is renewed only by proofs that the quorum leader heard from the session:
+//! a `sync` answered after another one that was sent a server tick after an earlier answer. The
+//! heartbeat sends those syncs on the [`Cadence`] the lease needs — one per `S/10`, or back-to-back
+//! pairs per `S/5` — and nothing else at idle. Every answered request is recorded as activity the
+//! next proof can cover. After a lapse, a proof counts only once a write of the session has succeeded
+//! (a `setData` on a small ephemeral znode of the session under the root).
 //!
 //! A session carries at most [`MAX_IN_FLIGHT`] requests of the workers at a time. ZooKeeper answers the
 //! requests of one session in order, so a heartbeat waits behind every request sent before it: when a
@@ -25,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
 use crate::config::{Config, Credentials, TlsConfig};
-use crate::lease::{Lease, Stamp};
+use crate::lease::{Cadence, Lease, Renewal, Stamp};
 
 /// Requests of the workers (elections, publishing) in flight on one session at most. Enough to keep
 /// the server busy (it pipelines them), few enough that a heartbeat sent behind them is answered
@@ -48,6 +50,8 @@ pub struct Session {
     in_flight: tokio::sync::Semaphore,
     /// Whether the session carries credentials (and so creates znodes only its identity may change).
     authenticated: bool,
+    /// `[zookeeper] root`: where the lease's proof of life is written after a lapse.
+    root: String,
 }
 
 /// With credentials: the authenticated identity may do anything, everyone else may only read (so
@@ -58,15 +62,25 @@ static AUTHED_ALL_WORLD_READ: [zk::Acl; 2] = [
 ];
 
 impl Session {
-    fn new(client: zk::Client, authenticated: bool) -> Session {
+    /// A session that `client` holds; `attempt_began` is when the connection attempt that created it
+    /// began, the lease's first `L`.
+    fn new(
+        client: zk::Client,
+        config: &Config,
+        authenticated: bool,
+        attempt_began: Stamp,
+    ) -> Session {
+        let lease = Lease::new(client.session_timeout(), config.zookeeper.server_tick);
+        lease.started(attempt_began);
         Session {
             authenticated,
             id: client.session_id().0,
             marker: uuid::Uuid::new_v4().simple().to_string(),
-            lease: Lease::new(client.session_timeout()),
+            lease,
             client,
             ended: CancellationToken::new(),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            root: config.zookeeper.root.clone(),
         }
     }
 
@@ -87,8 +101,8 @@ impl Session {
     }
 
     /// Sends a request (or a few, pipelined) once one of the [`MAX_IN_FLIGHT`] slots is free, and
-    /// renews the lease with its send time if the server answered it (an error reply such as `NoNode`
-    /// is an answer too).
+    /// records it for the lease if the server answered it (an error reply such as `NoNode` is an answer
+    /// too).
     ///
     /// The client library sends a request when the method is called, so `request` is called here,
     /// after the send time is taken.
@@ -110,9 +124,88 @@ impl Session {
         self.send(request).await
     }
 
-    /// A light request that renews the lease, sent at once: it never waits for a slot.
-    async fn heartbeat(&self) {
-        let _ = self.send(|c| c.check_stat("/")).await;
+    /// Like [`Session::call`], with a `sync` of `path` pipelined before the request: the request is
+    /// then read from a server that has caught up with the quorum leader as of the sync (a server
+    /// answers one session's requests in order, and holds reads behind its pending sync). The sync
+    /// counts for the lease.
+    ///
+    /// # Errors
+    /// The sync's error if it failed, else the request's.
+    pub async fn call_synced<'a, T, Fut>(
+        &'a self,
+        path: &str,
+        request: impl FnOnce(&'a zk::Client) -> Fut,
+    ) -> Result<T, zk::Error>
+    where
+        Fut: Future<Output = Result<T, zk::Error>> + 'a,
+    {
+        let _slot = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| zk::Error::ClientClosed)?;
+        let sent = Stamp::now();
+        let sync = self.client.sync(path);
+        let read = request(&self.client);
+        let (synced, result) = tokio::join!(sync, read);
+        let answered_at = Stamp::now();
+        synced?;
+        let _ = self.lease.synced(sent, answered_at);
+        if answered(&result) {
+            self.lease.answered(sent, answered_at);
+        }
+        result
+    }
+
+    /// One heartbeat: a `sync`, sent at once (it never waits for a slot). Returns when it was answered,
+    /// or `None` if it failed.
+    async fn beat(&self) -> Option<Stamp> {
+        let sent = Stamp::now();
+        let result = self.client.sync("/").await;
+        let answered_at = Stamp::now();
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "heartbeat sync failed");
+            return None;
+        }
+        if self.lease.synced(sent, answered_at) == Renewal::NeedsWrite {
+            self.prove_alive().await;
+        }
+        Some(answered_at)
+    }
+
+    /// After a lapse: a write of this session, which the leader accepts only while the session is not
+    /// closing (see [`crate::lease`]). A small ephemeral znode of the session under the root.
+    async fn prove_alive(&self) {
+        let probe = format!("{}/.zk-supervise-lease-{}", self.root, self.marker);
+        let sent = Stamp::now();
+        let mut result = self.client.set_data(&probe, b"", None).await.map(|_| ());
+        if matches!(result, Err(zk::Error::NoNode)) {
+            let ephemeral = zk::CreateMode::Ephemeral.with_acls(self.acls());
+            result = self
+                .client
+                .create(&probe, b"", &ephemeral)
+                .await
+                .map(|_| ());
+            if matches!(result, Err(zk::Error::NoNode)) {
+                let persistent = zk::CreateMode::Persistent.with_acls(self.acls());
+                let _ = self.client.mkdir(&self.root, &persistent).await;
+                result = self
+                    .client
+                    .create(&probe, b"", &ephemeral)
+                    .await
+                    .map(|_| ());
+            }
+        }
+        match result {
+            Ok(()) => {
+                if let Renewal::Renewed(l) = self.lease.wrote(sent, Stamp::now()) {
+                    tracing::info!(proven_at = ?l.since(sent), "lease renewed after a lapse: a write showed the session alive");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the lease lapsed and a write to prove the session alive failed");
+            }
+        }
     }
 
     async fn send<'a, T, Fut>(
@@ -125,7 +218,7 @@ impl Session {
         let sent = Stamp::now();
         let result = request(&self.client).await;
         if answered(&result) {
-            self.lease.renew(sent);
+            self.lease.answered(sent, Stamp::now());
         }
         result
     }
@@ -245,12 +338,18 @@ pub async fn run(
 ) -> Result<(), SessionError> {
     loop {
         let config = configs.borrow().clone();
-        let Some(client) = connect(&config, credentials.as_deref(), &stop).await? else {
+        let Some((client, attempt_began)) = connect(&config, credentials.as_deref(), &stop).await?
+        else {
             return Ok(());
         };
         // The workers as they are now (a reload may have changed them while connecting).
         let config = configs.borrow().clone();
-        let session = Arc::new(Session::new(client, credentials.is_some()));
+        let session = Arc::new(Session::new(
+            client,
+            &config,
+            credentials.is_some(),
+            attempt_began,
+        ));
         if let (Some(creds), Some(auth)) = (&credentials, &config.zookeeper.auth) {
             check_access(&session, &config.zookeeper.root, creds, auth).await?;
         }
@@ -260,10 +359,8 @@ pub async fn run(
             return Err(SessionError::GraceDoesNotFit(e));
         }
         tracing::info!(session = %format!("{:#x}", session.id), timeout = ?timeout, "zookeeper session established");
-        // A first answered request gives the lease its start.
-        session.heartbeat().await;
         sessions.send_replace(Some(session.clone()));
-        let end = keep_alive(&session, &configs, &stop).await;
+        let end = keep_alive(&session, &stop).await;
         session.ended.cancel();
         sessions.send_replace(None);
         match end {
@@ -314,8 +411,9 @@ async fn check_access(
     }
 }
 
-/// Connects, retrying with backoff until it works (`Some`) or `stop` is cancelled (`None`). With
-/// `[zookeeper] tls`, its files are read once per call, so a new session uses renewed certificates.
+/// Connects, retrying with backoff until it works (`Some`, with the moment the successful attempt
+/// began) or `stop` is cancelled (`None`). With `[zookeeper] tls`, its files are read once per call, so
+/// a new session uses renewed certificates.
 ///
 /// # Errors
 /// [`SessionError::Tls`] when a TLS file cannot be read or used: the daemon does not fall back to
@@ -324,7 +422,7 @@ async fn connect(
     config: &Config,
     credentials: Option<&Credentials>,
     stop: &CancellationToken,
-) -> Result<Option<zk::Client>, SessionError> {
+) -> Result<Option<(zk::Client, Stamp)>, SessionError> {
     let zk = &config.zookeeper;
     let tls = match &zk.tls {
         Some(tls) => Some(tls_options(tls).map_err(SessionError::Tls)?),
@@ -355,12 +453,13 @@ async fn connect(
                 None => connector.connect(&zk.connect).await,
             }
         };
+        let began = Stamp::now();
         let result = tokio::select! {
             r = tokio::time::timeout(zk.session_timeout + Duration::from_secs(1), attempt) => r,
             () = stop.cancelled() => return Ok(None),
         };
         match result {
-            Ok(Ok(client)) => return Ok(Some(client)),
+            Ok(Ok(client)) => return Ok(Some((client, began))),
             Ok(Err(e)) => {
                 tracing::warn!(connect = %zk.connect, error = %e, retry_in = ?delay, "cannot reach zookeeper");
             }
@@ -378,22 +477,14 @@ async fn connect(
     }
 }
 
-/// Renews the lease every `S/5` until the session ends (returns its final state) or `stop` is
-/// cancelled (returns `None`; the session is closed when the last client handle is dropped).
+/// Renews the lease until the session ends (returns its final state) or `stop` is cancelled (returns
+/// `None`; the session is closed when the last client handle is dropped).
 ///
-/// A light request is sent when `S/5` has passed since the last request the server answered (or the
-/// last heartbeat, if that one is unanswered) — sooner only when a grace period is so close to its
-/// bound that the answer must arrive before the child's stop point `L + S - margin - grace`: then
-/// the heartbeat goes `S/20` earlier, the time its answer is given to arrive (a loaded server or a
-/// garbage collection pause of the server's JVM can take a hundred milliseconds). At the bound itself
-/// the stop point is exactly `S/5` after the renewal. Each heartbeat runs in its own
-/// task, so a slow answer still renews the lease when it comes.
-async fn keep_alive(
-    session: &Arc<Session>,
-    configs: &watch::Receiver<Arc<Config>>,
-    stop: &CancellationToken,
-) -> Option<zk::SessionState> {
-    let period = session.timeout() / 5;
+/// One heartbeat `sync` is in flight at a time, sent on the session's [`Cadence`] counted from the
+/// previous answer: a server cut off from the quorum never answers it, and then no renewal comes, which
+/// is the point. A failed one is sent again after `S/50`.
+async fn keep_alive(session: &Arc<Session>, stop: &CancellationToken) -> Option<zk::SessionState> {
+    let cadence = Cadence::new(session.timeout(), session.lease.ping_wait());
     let mut states = session.client.state_watcher();
     let initial = session.client.state();
     if initial.is_terminated() {
@@ -401,39 +492,40 @@ async fn keep_alive(
     }
     let watchdog = crate::systemd::watchdog_interval();
     let beat = async {
-        let mut last_beat = Stamp::now();
+        let mut last_answer: Option<Stamp> = None;
+        // Pairs: whether the next sync is the second of its pair (sent at once).
+        let mut second = false;
         loop {
-            // The systemd watchdog is fed from this loop: if lease renewal is stuck, systemd notices.
+            // The systemd watchdog is fed from this loop: if the event loop is stuck, systemd notices.
             crate::systemd::watchdog();
-            // The heartbeat must be answered before the earliest stop point of any child, `L + S -
-            // margin - grace`, with room for a slow answer: only a grace period near its bound makes
-            // that earlier than S/5.
-            let slack = session.timeout() / 20;
-            let largest_grace = configs
-                .borrow()
-                .workers
-                .iter()
-                .map(|w| w.grace_period)
-                .max()
-                .unwrap_or_default();
-            let margin = crate::config::lease_margin(session.timeout());
-            let latest = session
-                .timeout()
-                .saturating_sub(margin + largest_grace + slack);
-            let interval = period.min(latest);
-            let last = session
-                .lease
-                .last_renewal()
-                .map_or(last_beat, |l| l.max(last_beat));
-            let due = last.plus(interval);
+            let gap = match cadence {
+                Cadence::Even(d) => d,
+                Cadence::Pairs(_) if second => Duration::ZERO,
+                Cadence::Pairs(p) => p,
+            };
+            let due = last_answer.map_or_else(Stamp::now, |r| r.plus(gap));
             if due > Stamp::now() {
                 let wait = due.remaining();
                 tokio::time::sleep(watchdog.map_or(wait, |w| wait.min(w))).await;
-                continue; // something else may have renewed the lease meanwhile
+                continue;
             }
-            last_beat = Stamp::now();
-            let session = session.clone();
-            tokio::spawn(async move { session.heartbeat().await });
+            let beat = session.beat();
+            tokio::pin!(beat);
+            let answered_at = loop {
+                tokio::select! {
+                    r = &mut beat => break r,
+                    () = tokio::time::sleep(watchdog.unwrap_or(Duration::from_secs(3_600))) => {
+                        crate::systemd::watchdog();
+                    }
+                }
+            };
+            if let Some(r) = answered_at {
+                last_answer = Some(r);
+                second = !second;
+            } else {
+                second = false;
+                tokio::time::sleep(session.timeout() / 50).await;
+            }
         }
     };
     let terminal = async {

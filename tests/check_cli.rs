@@ -177,7 +177,7 @@ fn grace_period_that_does_not_fit_the_lease() {
         &text,
         &[(
             "7:16",
-            "worker \"x\": grace_period 12s does not fit the lease: with session_timeout 15s it must be at most 10.5s; shorten grace_period or raise session_timeout",
+            "worker \"x\": grace_period 12s does not fit the lease: with session_timeout 15s and server_tick 2s it must be at most 6s; shorten grace_period or raise session_timeout (or lower server_tick if the servers' tickTime is shorter)",
         )],
     );
 }

@@ -77,7 +77,7 @@ fn a_frozen_supervisor_loses_its_children_by_the_lease_and_rejoins_at_the_back()
     let zk = shared_server();
     let witness = Witness::new();
     let root = unique_root("sigstop");
-    let worker = WorkerSpec::new("w", witness.command()).grace_period("1s");
+    let worker = WorkerSpec::new("w", witness.command()).grace_period("500ms");
     let toml = config(&zk.connect_string(), &root, S_STR, &[worker]);
     let (a, _b) = a_leads_b_queues(zk, &witness, &toml, &root, &["w"]);
     let path = format!("{root}/w");

@@ -42,7 +42,10 @@ fn the_shipped_config_loads_and_runs_no_worker() {
         "the shipped config must not run anything until the operator adds workers"
     );
     assert!(
-        config::max_grace_period(cfg.zookeeper.session_timeout) >= Duration::from_secs(5),
+        zk_supervise::lease::max_grace_period(
+            cfg.zookeeper.session_timeout,
+            cfg.zookeeper.server_tick
+        ) >= Duration::from_secs(5),
         "the default grace period (5s) must fit the shipped session timeout"
     );
 }
@@ -93,7 +96,8 @@ fn the_unit_leaves_room_for_the_longest_grace_period() {
         assert_eq!(unit_setting(&unit, key).as_deref(), Some(want), "{key}=");
     }
     // The longest session ZooKeeper grants by default is 20 ticks of 2 s.
-    let longest_grace = config::max_grace_period(Duration::from_secs(40));
+    let longest_grace =
+        zk_supervise::lease::max_grace_period(Duration::from_secs(40), Duration::from_secs(2));
     let stop = seconds(&unit_setting(&unit, "TimeoutStopSec").expect("TimeoutStopSec="));
     assert!(
         stop >= longest_grace + Duration::from_secs(10),

@@ -1495,10 +1495,11 @@ pub fn toml_str(s: &str) -> String {
 }
 
 /// A config (SPEC §3) without a `[node]` table: [`Supervisor::start`] adds the node id. `session_timeout` is a
-/// duration string such as "2s" (the test servers accept 400ms..4s).
+/// duration string such as "2s" (the test servers accept 400ms..4s); `server_tick` is the test servers'
+/// `tickTime`, 200 ms.
 pub fn config(connect: &str, root: &str, session_timeout: &str, workers: &[WorkerSpec]) -> String {
     let mut toml = format!(
-        "[zookeeper]\nconnect = {}\nsession_timeout = {}\nroot = {}\n",
+        "[zookeeper]\nconnect = {}\nsession_timeout = {}\nserver_tick = \"200ms\"\nroot = {}\n",
         toml_str(connect),
         toml_str(session_timeout),
         toml_str(root)

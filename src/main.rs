@@ -1,10 +1,16 @@
 //! The command line: parses arguments, installs logging, loads the config, runs, maps the result to an
 //! exit code (SPEC §2: 0 clean, 1 fatal runtime error, 2 usage, 78 bad config).
+//!
+//! `run` writes to stderr only through the log writer of [`logging`], which never blocks the event
+//! loop; its last error is printed after the log is written out.
+
+mod logging;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use logging::Format as LogFormat;
 use zk_supervise::{config, Control};
 
 const EXIT_FATAL: u8 = 1;
@@ -22,12 +28,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -87,15 +87,13 @@ fn main() -> ExitCode {
             status(&cfg, json)
         }
         Command::Run { config } => {
-            init_logging(cli.log_format);
-            let cfg = match config::load(&config) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+            let logs = logging::init(cli.log_format);
+            let (code, message) = match config::load(&config) {
+                Ok(cfg) => run(cfg),
+                Err(e) => (ExitCode::from(EXIT_CONFIG), Some(e.to_string())),
             };
-            run(cfg)
+            logs.close(message);
+            code
         }
     }
 }
@@ -111,20 +109,20 @@ fn credentials_problem(cfg: &config::Config) -> Option<String> {
 
 /// The single-threaded runtime the daemon and `status` run on (the work is waiting on ZooKeeper and
 /// on children, never on the CPU).
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| {
-            eprintln!("zk-supervise: cannot start the runtime: {e}");
-            ExitCode::from(EXIT_FATAL)
-        })
+        .map_err(|e| format!("zk-supervise: cannot start the runtime: {e}"))
 }
 
 fn status(cfg: &config::Config, json: bool) -> ExitCode {
     let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(code) => return code,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(EXIT_FATAL);
+        }
     };
     match runtime.block_on(zk_supervise::status::collect(cfg)) {
         Ok(workers) if json => {
@@ -142,36 +140,35 @@ fn status(cfg: &config::Config, json: bool) -> ExitCode {
     }
 }
 
-fn run(cfg: config::Config) -> ExitCode {
+/// Runs the daemon; returns its exit code and the error to print, if any (printed by the caller once
+/// the event loop is gone, so that a stderr nobody reads cannot hold it).
+fn run(cfg: config::Config) -> (ExitCode, Option<String>) {
     zk_supervise::process::raise_open_file_limit();
     let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(code) => return code,
+        Err(message) => return (ExitCode::from(EXIT_FATAL), Some(message)),
     };
-    // A panic anywhere is a fatal runtime error (exit 1), not Rust's 101; the guards then kill the
-    // children, as they do whenever the supervisor dies.
+    // A panic anywhere is a fatal runtime error (exit 1), not Rust's 101 (the panic hook has logged it);
+    // the guards then kill the children, as they do whenever the supervisor dies.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(serve(cfg))
     }));
-    outcome.unwrap_or_else(|_| ExitCode::from(EXIT_FATAL))
+    outcome.unwrap_or_else(|_| (ExitCode::from(EXIT_FATAL), None))
 }
 
-async fn serve(cfg: config::Config) -> ExitCode {
+async fn serve(cfg: config::Config) -> (ExitCode, Option<String>) {
     let control = Control::default();
     if let Err(e) = handle_signals(control.clone()) {
-        eprintln!("zk-supervise: cannot install signal handlers: {e}");
-        return ExitCode::from(EXIT_FATAL);
+        let message = format!("zk-supervise: cannot install signal handlers: {e}");
+        return (ExitCode::from(EXIT_FATAL), Some(message));
     }
     match zk_supervise::run(cfg, control, |_| {}).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is_config() => {
-            eprintln!("{e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
-        Err(e) => {
-            eprintln!("zk-supervise: {e}");
-            ExitCode::from(EXIT_FATAL)
-        }
+        Ok(()) => (ExitCode::SUCCESS, None),
+        Err(e) if e.is_config() => (ExitCode::from(EXIT_CONFIG), Some(e.to_string())),
+        Err(e) => (
+            ExitCode::from(EXIT_FATAL),
+            Some(format!("zk-supervise: {e}")),
+        ),
     }
 }
 
@@ -203,20 +200,4 @@ fn handle_signals(control: Control) -> std::io::Result<()> {
         }
     });
     Ok(())
-}
-
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,zookeeper_client=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    match (format, journald) {
-        (LogFormat::Json, _) => builder.json().init(),
-        (LogFormat::Text, true) => builder.without_time().init(),
-        (LogFormat::Text, false) => builder.init(),
-    }
 }

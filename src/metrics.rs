@@ -14,11 +14,12 @@
 //! | `zk_supervise_worker_handoffs_total` | counter: times this node gave the worker up | `worker` |
 //! | `zk_supervise_worker_health_check_failures_total` | counter | `worker` |
 //! | `zk_supervise_worker_last_failover_timestamp_seconds` | gauge: when this node last took the worker over (0: never) | `worker` |
+//! | `zk_supervise_log_lines_dropped_total` | counter: log lines (the daemon's and its children's) that never reached stderr | |
 //!
 //! `/healthz` answers 200 `ok` while a session is established and its lease holds, 503 otherwise.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State as AxumState;
 use axum::http::{header, StatusCode};
@@ -38,6 +39,17 @@ use crate::worker::State;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WorkerLabel {
     worker: String,
+}
+
+/// Where [`render`] reads the number of dropped log lines; see [`count_dropped_log_lines`].
+type LineCount = Box<dyn Fn() -> u64 + Send + Sync>;
+static LOG_LINES_DROPPED: OnceLock<LineCount> = OnceLock::new();
+
+/// Makes `zk_supervise_log_lines_dropped_total` report `count()`: called once by whoever installs the
+/// log writer (the binary; the writer drops lines rather than block, see `src/logging.rs`). Until then,
+/// and in a daemon run in-process by tests, the series is 0. Later calls change nothing.
+pub fn count_dropped_log_lines(count: impl Fn() -> u64 + Send + Sync + 'static) {
+    let _ = LOG_LINES_DROPPED.set(Box::new(count));
 }
 
 /// Serves `/metrics` and `/healthz` on `listener` until `stop`.
@@ -94,6 +106,7 @@ pub fn render(observer: &Observer) -> String {
     let handoffs = Family::<WorkerLabel, Counter>::default();
     let health = Family::<WorkerLabel, Counter>::default();
     let failover = Family::<WorkerLabel, Gauge<f64, AtomicU64>>::default();
+    let log_dropped = Counter::<u64>::default();
     registry.register(
         "session_up",
         "Whether a ZooKeeper session is established",
@@ -134,6 +147,12 @@ pub fn render(observer: &Observer) -> String {
         "When this node last took the worker over (Unix time; 0: never)",
         failover.clone(),
     );
+    registry.register(
+        "log_lines_dropped",
+        "Log lines (the daemon's and its children's output) that never reached stderr: not read fast enough, or gone",
+        log_dropped.clone(),
+    );
+    log_dropped.inc_by(LOG_LINES_DROPPED.get().map_or(0, |count| count()));
     if let Some(session) = observer.sessions.borrow().as_ref() {
         session_up.set(1);
         if let Some(k) = session.lease.deadline() {

@@ -166,6 +166,11 @@ impl Spawner {
             .arg("__guards")
             .process_group(0)
             .stdin(Stdio::from(theirs))
+            // Not the supervisor's stderr: a write there, when nobody reads it, would block the spawner
+            // and with it every start of a child. The spawner writes nothing; each guard gets the child's
+            // pipes as its stdout and stderr.
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             // systemd's notification socket and watchdog are the supervisor's, not the workers'.
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")

@@ -1579,9 +1579,31 @@ impl Supervisor {
         Supervisor::spawn(command, config_toml, node_id, "supervisor")
     }
 
+    /// Like [`Supervisor::start`], with stderr (where the daemon logs) to `stderr` instead of the log file, e.g.
+    /// the write end of a pipe the test does not read.
+    pub fn start_with_stderr(config_toml: &str, node_id: &str, stderr: Stdio) -> Supervisor {
+        let mut command = Command::new(BIN);
+        command
+            .arg("run")
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM");
+        Supervisor::spawn_with(command, config_toml, node_id, "supervisor", Some(stderr))
+    }
+
     /// Runs `command` with one more argument: the path of `config_toml` (with `[node] id = node_id` added as in
     /// `start`), written to a temp dir `<label>-<node_id>`; stdout and stderr go to a log file.
-    fn spawn(mut command: Command, config_toml: &str, node_id: &str, label: &str) -> Supervisor {
+    fn spawn(command: Command, config_toml: &str, node_id: &str, label: &str) -> Supervisor {
+        Supervisor::spawn_with(command, config_toml, node_id, label, None)
+    }
+
+    /// Like [`Supervisor::spawn`], with stderr to `stderr` if given.
+    fn spawn_with(
+        mut command: Command,
+        config_toml: &str,
+        node_id: &str,
+        label: &str,
+        stderr: Option<Stdio>,
+    ) -> Supervisor {
         let dir = TempDir::new(&format!("{label}-{node_id}"));
         let config_path = dir.path().join("workers.toml");
         fs::write(&config_path, with_node_id(config_toml, node_id)).expect("write the config");
@@ -1592,7 +1614,7 @@ impl Supervisor {
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log);
+            .stderr(stderr.unwrap_or_else(|| log.into()));
         let what = command.get_program().to_string_lossy().into_owned();
         Supervisor {
             node_id: node_id.to_owned(),

@@ -1,0 +1,283 @@
+//! The daemon's log: stderr, written by a thread of its own through a bounded queue that never makes the
+//! event loop wait.
+//!
+//! # Why
+//!
+//! The runtime is single-threaded: the lease's renewals, ZooKeeper I/O and the reading of every child's
+//! output share one thread. A blocking write to stderr when nobody reads it (a stuck journald,
+//! `run … 2>&1 | slow-consumer`) would stop all of it once the pipe is full, and the guards would stop
+//! every child of the node at the lease deadline. So every log line (the daemon's own and its children's
+//! output) goes into a queue of at most [`QUEUE_LINES`] lines (tracing-appender's non-blocking writer,
+//! lossy), which a writer thread empties into stderr; a line that finds the queue full is dropped at once.
+//! The queue bounds memory at about a megabyte of typical lines (64 MiB if every line had the 16 KiB a
+//! line of child output is cut at).
+//!
+//! Nothing else writes to stderr while the daemon runs: a panic is logged through the same queue
+//! ([`init`] installs the hook), and `main` prints its last error only after [`Logs::close`] has
+//! written the queue out, for at most [`FLUSH_TIMEOUT`] each, so that a pipe nobody reads cannot hold
+//! the process after its work is done either.
+//!
+//! # Accounting
+//!
+//! A line is *dropped* when the queue is full or when writing it fails (the reader is gone). The count is
+//! `zk_supervise_log_lines_dropped_total` on `/metrics` ([`zk_supervise::metrics::count_dropped_log_lines`]),
+//! and a monitor thread logs, once lines reach stderr again and none has been dropped for a second,
+//! `dropped N log lines in the last Ts: stderr was not read`, `T` running from the last second without
+//! a drop before the first one. While lines are dropped and written by turns (a reader slower than the
+//! log), the same line comes once a minute.
+
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+
+/// The most log lines waiting for stderr.
+pub const QUEUE_LINES: usize = 4096;
+
+/// How long [`Logs::close`] waits for the queue to be written out, and then for the last message.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often the monitor looks at the counts.
+const TICK: Duration = Duration::from_secs(1);
+
+/// How often the summary comes while dropping goes on but some lines get through.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// The log format (`--log-format`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// The installed log writer. [`Logs::close`] it before the process exits.
+pub struct Logs {
+    guard: WorkerGuard,
+}
+
+/// Installs the global subscriber writing to stderr through the queue, the panic hook that logs
+/// through it, and the monitor of dropped lines.
+pub fn init(format: Format) -> Logs {
+    use tracing_subscriber::EnvFilter;
+    let counts = Arc::new(Counts::default());
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUE_LINES)
+        .thread_name("log-writer")
+        .finish(Stderr::new(counts.clone()));
+    let full = writer.error_counter();
+    let failed = counts.clone();
+    let dropped = move || {
+        u64::try_from(full.dropped_lines())
+            .unwrap_or(u64::MAX)
+            .saturating_add(failed.failed.load(Ordering::Relaxed))
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,zookeeper_client=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (format, journald) {
+        (Format::Json, _) => builder.json().init(),
+        (Format::Text, true) => builder.without_time().init(),
+        (Format::Text, false) => builder.init(),
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let thread = thread::current();
+        tracing::error!(thread = thread.name().unwrap_or("?"), "{info}");
+    }));
+    let metric = dropped.clone();
+    zk_supervise::metrics::count_dropped_log_lines(metric);
+    let monitor = thread::Builder::new()
+        .name("log-drops".into())
+        .spawn(move || monitor(&dropped, &|| counts.written.load(Ordering::Relaxed)));
+    if let Err(e) = monitor {
+        tracing::warn!(error = %e, "cannot start the monitor of dropped log lines");
+    }
+    Logs { guard }
+}
+
+impl Logs {
+    /// Writes out the queued lines (waiting at most [`FLUSH_TIMEOUT`]), then prints `message`, if any, on
+    /// stderr (waiting at most as long again). Past either wait the process may exit without them.
+    pub fn close(self, message: Option<String>) {
+        let guard = self.guard;
+        // Dropping the guard waits (about a second) for the writer thread, but prints on stdout, blocking,
+        // if the queue is full: a thread of its own keeps that from holding the exit.
+        within(FLUSH_TIMEOUT, move || drop(guard));
+        if let Some(message) = message {
+            within(FLUSH_TIMEOUT, move || eprintln!("{message}"));
+        }
+    }
+}
+
+/// Runs `f` on a thread of its own and waits at most `timeout` for it.
+fn within(timeout: Duration, f: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    let spawned = thread::Builder::new().spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    if spawned.is_ok() {
+        let _ = finished.recv_timeout(timeout);
+    }
+}
+
+/// Lines written to stderr and lines that could not be.
+#[derive(Default)]
+struct Counts {
+    written: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Stderr as the writer thread sees it: a descriptor of its own (so it never holds the lock of
+/// `std::io::stderr`, which anything else could then wait for), counting each line written or failed.
+struct Stderr {
+    out: Box<dyn Write + Send>,
+    counts: Arc<Counts>,
+}
+
+impl Stderr {
+    fn new(counts: Arc<Counts>) -> Stderr {
+        let out: Box<dyn Write + Send> = match io::stderr().as_fd().try_clone_to_owned() {
+            Ok(fd) => Box::new(std::fs::File::from(fd)),
+            Err(_) => Box::new(io::stderr()),
+        };
+        Stderr { out, counts }
+    }
+}
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    /// The writer thread hands over one line per call.
+    fn write_all(&mut self, line: &[u8]) -> io::Result<()> {
+        let result = self.out.write_all(line);
+        let count = if result.is_ok() {
+            &self.counts.written
+        } else {
+            &self.counts.failed
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Logs the summary of each episode of dropped lines, for ever.
+fn monitor(dropped: &dyn Fn() -> u64, written: &dyn Fn() -> u64) {
+    let mut watch = DropWatch::new(Instant::now(), dropped(), written());
+    loop {
+        thread::sleep(TICK);
+        if let Some((lines, over)) = watch.observe(Instant::now(), dropped(), written()) {
+            tracing::warn!(
+                "dropped {lines} log lines in the last {}s: stderr was not read",
+                over.as_secs().max(1)
+            );
+        }
+    }
+}
+
+/// Follows the counts of dropped and written lines, and says when to sum up an episode of drops.
+#[derive(Debug)]
+struct DropWatch {
+    /// The counts and the time of the last look.
+    dropped: u64,
+    written: u64,
+    at: Instant,
+    /// The episode under way: since when (the last look without a new drop), and the count before it.
+    episode: Option<(Instant, u64)>,
+}
+
+impl DropWatch {
+    fn new(now: Instant, dropped: u64, written: u64) -> DropWatch {
+        DropWatch {
+            dropped,
+            written,
+            at: now,
+            episode: None,
+        }
+    }
+
+    /// Takes the counts as of `now`; returns the lines dropped in an episode and its length when it is
+    /// time to say so: lines get through again, and either none was dropped since the last look or the
+    /// episode has lasted [`REPORT_EVERY`] (then a new one begins).
+    fn observe(&mut self, now: Instant, dropped: u64, written: u64) -> Option<(u64, Duration)> {
+        let new_drops = dropped > self.dropped;
+        let flowing = written > self.written;
+        if new_drops && self.episode.is_none() {
+            self.episode = Some((self.at, self.dropped));
+        }
+        let mut summary = None;
+        if let Some((since, before)) = self.episode {
+            let over = now.saturating_duration_since(since);
+            if flowing && (!new_drops || over >= REPORT_EVERY) {
+                summary = Some((dropped - before, over));
+                self.episode = new_drops.then_some((now, dropped));
+            }
+        }
+        self.dropped = dropped;
+        self.written = written;
+        self.at = now;
+        summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn an_episode_is_summed_up_once_lines_get_through_and_none_is_dropped() {
+        let t0 = Instant::now();
+        let mut watch = DropWatch::new(t0, 0, 100);
+        // Lines flow, nothing dropped: nothing to say.
+        assert_eq!(watch.observe(t0 + secs(1), 0, 200), None);
+        // Stderr blocks: drops, nothing written.
+        assert_eq!(watch.observe(t0 + secs(2), 50, 200), None);
+        assert_eq!(watch.observe(t0 + secs(3), 500, 200), None);
+        // Nobody reads and nobody logs: no drop, nothing written, still nothing to say (it could not be
+        // written anyway).
+        assert_eq!(watch.observe(t0 + secs(4), 500, 200), None);
+        assert_eq!(watch.observe(t0 + secs(30), 900, 200), None);
+        // Read again: the queue drains while the last drops happen, then no more drops.
+        assert_eq!(watch.observe(t0 + secs(31), 1000, 5000), None);
+        assert_eq!(
+            watch.observe(t0 + secs(32), 1000, 6000),
+            Some((1000, secs(31)))
+        );
+        // Over: nothing more.
+        assert_eq!(watch.observe(t0 + secs(33), 1000, 7000), None);
+        // The next episode counts from its own start.
+        assert_eq!(watch.observe(t0 + secs(34), 1003, 7000), None);
+        assert_eq!(watch.observe(t0 + secs(35), 1003, 7001), Some((3, secs(2))));
+    }
+
+    #[test]
+    fn a_reader_slower_than_the_log_gets_a_summary_every_minute() {
+        let t0 = Instant::now();
+        let mut watch = DropWatch::new(t0, 0, 0);
+        let mut reports = Vec::new();
+        for s in 1..=150 {
+            if let Some(r) = watch.observe(t0 + secs(s), s * 10, s * 100) {
+                reports.push(r);
+            }
+        }
+        assert_eq!(reports, [(600, secs(60)), (600, secs(60))]);
+    }
+}

@@ -25,6 +25,8 @@
 //! * **Ownership is confirmed** before every start of the child: the candidate must exist and its
 //!   `ephemeralOwner` must be the current session. A candidate left from an earlier session of this node
 //!   never counts as leadership; it is someone else's until its session expires.
+//! * **A vanished election path** (an operator deleted it while nobody led) is "our candidate is
+//!   gone": the worker joins again, which creates the path.
 //!
 //! # The lease
 //!
@@ -45,9 +47,14 @@
 //! numbers but not zxids. The same candidate leading again (after its lease lapsed and was renewed
 //! within the same session) keeps its token: no other leader can have come between.
 
+use std::time::Duration;
+
 use zookeeper_client as zk;
 
 use crate::session::Session;
+
+/// Pause between two looks for our candidate after a create whose outcome is unknown.
+const LOOKUP_PAUSE: Duration = Duration::from_millis(200);
 
 /// This node's candidate in one election.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,13 +80,43 @@ pub enum ElectionError {
 
 impl From<zk::Error> for ElectionError {
     fn from(e: zk::Error) -> Self {
-        match e {
-            zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed => {
-                ElectionError::SessionEnded
-            }
-            e => ElectionError::Zk(e),
+        if ends_session(&e) {
+            ElectionError::SessionEnded
+        } else {
+            ElectionError::Zk(e)
         }
     }
+}
+
+/// Whether `e` means the session is over (its ephemeral znodes go, or went, with it).
+fn ends_session(e: &zk::Error) -> bool {
+    matches!(
+        e,
+        zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed
+    )
+}
+
+/// Whether `e` is the server's answer to the request, which then certainly was (or was not) applied as
+/// answered. Anything else — `ConnectionLoss`, a timeout, a connection dropped with requests in flight
+/// (which the client library reports as `Error::Custom`), an unexpected reply — leaves the outcome
+/// unknown: the request may have been applied and its answer lost.
+fn is_answer(e: &zk::Error) -> bool {
+    use zk::Error as E;
+    matches!(
+        e,
+        E::NoNode
+            | E::NoAuth
+            | E::BadVersion
+            | E::NoChildrenForEphemerals
+            | E::NodeExists
+            | E::NotEmpty
+            | E::InvalidAcl
+            | E::BadArguments(_)
+            | E::QuotaExceeded
+            | E::Unimplemented
+            | E::NotReadOnly
+            | E::Throttled
+    )
 }
 
 /// What a confirmed leader gets: its fencing token and a watch on its own candidate.
@@ -109,7 +146,15 @@ impl<'a> Election<'a> {
     /// Creates this node's candidate at the back of the queue.
     ///
     /// # Errors
-    /// [`ElectionError::SessionEnded`] if the session ends; [`ElectionError::Zk`] on other failures.
+    /// [`ElectionError::SessionEnded`] if the session ends; [`ElectionError::Zk`] on an answer that
+    /// says the create was not applied (`NoAuth`...).
+    ///
+    /// # Connection errors
+    /// After any error that is not the server's answer (`ConnectionLoss`, or a connection that dropped
+    /// with the create in flight, which the client library reports as `Error::Custom`), the create may
+    /// have been applied: the candidate is looked up by its marker, until the listing is answered,
+    /// before anything is created again. Giving up there would leave a ghost that one day leads while
+    /// nobody runs the worker.
     ///
     /// # Cancellation safety
     /// Not cancel-safe: a cancelled call may leave a candidate that [`Election::find_own`] finds again.
@@ -136,16 +181,17 @@ impl<'a> Election<'a> {
                         .call(|c| c.mkdir(&self.dir, &persistent))
                         .await?;
                 }
-                Err(zk::Error::ConnectionLoss) => {
-                    // The create may or may not have happened: look for our marker, until the
-                    // listing gets an answer. Giving up here would leave a ghost if it did happen.
+                Err(e) if ends_session(&e) => return Err(ElectionError::SessionEnded),
+                Err(e) if is_answer(&e) => return Err(e.into()),
+                Err(e) => {
+                    tracing::debug!(dir = %self.dir, error = %e, "create of a candidate without an answer; looking for it");
                     loop {
                         match self.find_own().await {
                             Ok(Some(found)) => return Ok(found),
-                            Ok(None) => break, // it did not: create again
+                            Ok(None) => break, // it was not applied: create again
                             Err(ElectionError::Zk(_)) => {
                                 tokio::select! {
-                                    () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                                    () = tokio::time::sleep(LOOKUP_PAUSE) => {}
                                     () = self.session.ended() => return Err(ElectionError::SessionEnded),
                                 }
                             }
@@ -153,7 +199,6 @@ impl<'a> Election<'a> {
                         }
                     }
                 }
-                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -194,7 +239,8 @@ impl<'a> Election<'a> {
     /// told the number of candidates ahead and the predecessor each time it waits.
     ///
     /// # Errors
-    /// [`ElectionError::CandidateGone`] if `me` disappears or is not this session's;
+    /// [`ElectionError::CandidateGone`] if `me` disappears or is not this session's, or the election
+    /// path itself is gone (deleted while nobody led: joining again creates it);
     /// [`ElectionError::SessionEnded`]; [`ElectionError::Zk`] on other failures.
     ///
     /// # Cancellation safety
@@ -205,7 +251,7 @@ impl<'a> Election<'a> {
         mut on_position: impl FnMut(usize, &str),
     ) -> Result<Leadership, ElectionError> {
         loop {
-            let (children, own) = self
+            let looked = self
                 .session
                 .call(|c| {
                     let list = c.list_children(&self.dir);
@@ -215,7 +261,15 @@ impl<'a> Election<'a> {
                         Ok((list?, own?))
                     }
                 })
-                .await?;
+                .await;
+            let (children, own) = match looked {
+                Ok(found) => found,
+                // The election path is gone, and our candidate with it.
+                Err(zk::Error::NoNode) => {
+                    return Err(ElectionError::CandidateGone(me.path.clone()))
+                }
+                Err(e) => return Err(e.into()),
+            };
             let owned = own.filter(|(s, _)| s.ephemeral_owner == self.session.id);
             let Some((stat, watch)) = owned else {
                 return Err(ElectionError::CandidateGone(me.path.clone()));

@@ -25,6 +25,13 @@
 //! * **Ownership is confirmed** before every start of the child: the candidate must exist and its
 //!   `ephemeralOwner` must be the current session. A candidate left from an earlier session of this node
 //!   never counts as leadership; it is someone else's until its session expires.
+//! * **A candidate nobody wants is deleted until it is gone** ([`Reaper`]). A candidate this session no
+//!   longer wants (its worker was removed, changed or shut down, it hands leadership off, a duplicate)
+//!   is given to the daemon's reaper, which deletes it again and again — after any error, with
+//!   backoff — until the delete is answered or the session ends. A candidate left behind would stay
+//!   first in the queue as long as the session lives while no node runs the worker; the reaper
+//!   outlives the worker task, so neither a cancelled task nor a reload can strand one. The worker
+//!   task of the same name may join again meanwhile: the marker lookup skips what the reaper owns.
 //! * **A vanished election path** (an operator deleted it while nobody led) is "our candidate is
 //!   gone": the worker joins again, which creates the path.
 //!
@@ -47,8 +54,12 @@
 //! numbers but not zxids. The same candidate leading again (after its lease lapsed and was renewed
 //! within the same session) keeps its token: no other leader can have come between.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
 use crate::session::Session;
@@ -127,16 +138,28 @@ pub struct Leadership {
 
 /// One worker's election within one session.
 pub struct Election<'a> {
-    session: &'a Session,
+    session: &'a Arc<Session>,
+    reaper: &'a Arc<Reaper>,
     dir: String,
     data: Vec<u8>,
 }
 
 impl<'a> Election<'a> {
-    /// `dir` is the election path `<root>/<worker>`; `data` is the candidate's JSON.
+    /// `dir` is the election path `<root>/<worker>`; `data` is the candidate's JSON. Candidates this
+    /// election gives up go to `reaper`.
     #[must_use]
-    pub fn new(session: &'a Session, dir: String, data: Vec<u8>) -> Election<'a> {
-        Election { session, dir, data }
+    pub fn new(
+        session: &'a Arc<Session>,
+        reaper: &'a Arc<Reaper>,
+        dir: String,
+        data: Vec<u8>,
+    ) -> Election<'a> {
+        Election {
+            session,
+            reaper,
+            dir,
+            data,
+        }
     }
 
     fn prefix(&self) -> String {
@@ -203,12 +226,20 @@ impl<'a> Election<'a> {
         }
     }
 
-    /// Finds this session's candidate, if any (after a create whose reply was lost).
+    /// Finds this session's candidate, if any (after a create whose reply was lost). Candidates the
+    /// reaper is deleting are not ours any more: a worker removed and added again must not adopt the
+    /// old one.
     ///
     /// # Errors
     /// As [`Election::join`].
     pub async fn find_own(&self) -> Result<Option<Candidate>, ElectionError> {
         let prefix = self.prefix();
+        let mine = |name: &str| {
+            name.starts_with(&prefix)
+                && !self
+                    .reaper
+                    .owns(self.session.id, &format!("{}/{name}", self.dir))
+        };
         let children = match self.list().await {
             Ok(children) => children,
             // No election path: no candidate either (the create that was lost answered NoNode).
@@ -217,7 +248,7 @@ impl<'a> Election<'a> {
         };
         Ok(children
             .into_iter()
-            .find(|(name, _)| name.starts_with(&prefix))
+            .find(|(name, _)| mine(name))
             .map(|(name, sequence)| Candidate {
                 path: format!("{}/{name}", self.dir),
                 sequence,
@@ -244,7 +275,8 @@ impl<'a> Election<'a> {
     /// [`ElectionError::SessionEnded`]; [`ElectionError::Zk`] on other failures.
     ///
     /// # Cancellation safety
-    /// Cancel-safe: nothing changes in ZooKeeper while waiting.
+    /// Cancel-safe: nothing changes in ZooKeeper while waiting (a duplicate found goes to the reaper,
+    /// which deletes it whether or not the campaign goes on).
     pub async fn campaign(
         &self,
         me: &Candidate,
@@ -275,7 +307,7 @@ impl<'a> Election<'a> {
                 return Err(ElectionError::CandidateGone(me.path.clone()));
             };
             let ordered = in_order(children);
-            self.delete_duplicates(me, &ordered).await;
+            self.delete_duplicates(me, &ordered);
             let Some(position) = ordered.iter().position(|(_, s)| *s == me.sequence) else {
                 return Err(ElectionError::CandidateGone(me.path.clone()));
             };
@@ -318,15 +350,17 @@ impl<'a> Election<'a> {
         }
     }
 
-    /// Deletes any other candidate of this session: a create whose reply was lost and that the server
-    /// applied after it was looked for. Best effort; the next look at the queue tries again.
-    async fn delete_duplicates(&self, me: &Candidate, ordered: &[(String, i64)]) {
+    /// Hands any other candidate of this session to the reaper: a create whose reply was lost and
+    /// that the server applied after it was looked for. Left alone, it would lead once `me` is gone.
+    fn delete_duplicates(&self, me: &Candidate, ordered: &[(String, i64)]) {
         let prefix = self.prefix();
         for (name, sequence) in ordered {
             if *sequence != me.sequence && name.starts_with(&prefix) {
                 let path = format!("{}/{name}", self.dir);
-                tracing::warn!(candidate = %path, "deleting a duplicate candidate of this session");
-                let _ = self.session.call(|c| c.delete(&path, None)).await;
+                if !self.reaper.owns(self.session.id, &path) {
+                    tracing::warn!(candidate = %path, "deleting a duplicate candidate of this session");
+                    self.reaper.reap(self.session, path);
+                }
             }
         }
     }
@@ -367,16 +401,156 @@ impl<'a> Election<'a> {
         Ok(())
     }
 
-    /// Deletes `me` (leaving the election, or going to the back before joining again).
-    ///
-    /// # Errors
-    /// As [`Election::join`]; a candidate already gone is not an error.
-    pub async fn leave(&self, me: &Candidate) -> Result<(), ElectionError> {
-        match self.session.call(|c| c.delete(&me.path, None)).await {
-            Ok(()) | Err(zk::Error::NoNode) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+    /// Leaves the election: hands `me` to the reaper, which deletes it until the delete is answered or
+    /// the session ends. The returned token is cancelled once it is gone (or the session ended).
+    #[must_use]
+    pub fn abandon(&self, me: &Candidate) -> CancellationToken {
+        self.reaper.reap(self.session, me.path.clone())
     }
+}
+
+/// Deletes the candidates this daemon no longer wants, each until the delete is answered (the
+/// candidate is gone) or its session ends (it goes with the session). One per daemon; each candidate
+/// is deleted by a task of its own, which holds the session and outlives the worker task that gave the
+/// candidate up. Any error but the end of the session is retried, with backoff, as long as the session
+/// lives: a candidate left behind would lead while nobody runs its worker.
+///
+/// At shutdown, [`Reaper::shutdown`] gives up what is left: closing the session deletes it.
+#[derive(Debug, Default)]
+pub struct Reaper {
+    inner: Mutex<ReaperInner>,
+}
+
+#[derive(Debug, Default)]
+struct ReaperInner {
+    tasks: JoinSet<()>,
+    /// `(session id, path)` of each candidate being deleted, and the token its task cancels when done.
+    pending: HashMap<(i64, String), CancellationToken>,
+    /// Set by [`Reaper::shutdown`]: candidates given up after it are left to the session's close.
+    closed: bool,
+}
+
+/// The first and the largest pause between two attempts to delete a candidate.
+const REAP_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+
+impl Reaper {
+    /// Deletes the candidate at `path` of `session` until it is gone or the session ends; returns a
+    /// token cancelled then. Giving the same candidate twice returns the same token.
+    pub fn reap(self: &Arc<Self>, session: &Arc<Session>, path: String) -> CancellationToken {
+        let mut inner = lock(&self.inner);
+        while inner.tasks.try_join_next().is_some() {}
+        let key = (session.id, path);
+        if let Some(done) = inner.pending.get(&key) {
+            return done.clone();
+        }
+        let done = CancellationToken::new();
+        if inner.closed {
+            done.cancel();
+            return done;
+        }
+        inner.pending.insert(key.clone(), done.clone());
+        let (reaper, session, finished) = (self.clone(), session.clone(), done.clone());
+        inner.tasks.spawn(async move {
+            delete_until_gone(&session, &key.1).await;
+            lock(&reaper.inner).pending.remove(&key);
+            finished.cancel();
+        });
+        done
+    }
+
+    /// Whether the reaper is deleting the candidate at `path` of session `session_id`.
+    #[must_use]
+    pub fn owns(&self, session_id: i64, path: &str) -> bool {
+        lock(&self.inner)
+            .pending
+            .contains_key(&(session_id, path.to_owned()))
+    }
+
+    /// How many candidates are being deleted.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        lock(&self.inner).pending.len()
+    }
+
+    /// Waits until every candidate given so far is gone, or `timeout` passes; then stops deleting (and
+    /// refuses new candidates), and returns once no task holds a session any more, so that the last
+    /// handle on the session can close it: a closed session takes its candidates with it.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let tokens: Vec<CancellationToken> =
+                lock(&self.inner).pending.values().cloned().collect();
+            let Some(first) = tokens.first() else { break };
+            if tokio::time::timeout_at(deadline, first.cancelled())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let mut tasks = {
+            let mut inner = lock(&self.inner);
+            inner.closed = true;
+            let left = inner.pending.len();
+            if left > 0 {
+                tracing::info!(
+                    left,
+                    "candidates not deleted yet at shutdown: closing the session deletes them"
+                );
+            }
+            for (_, done) in inner.pending.drain() {
+                done.cancel();
+            }
+            std::mem::take(&mut inner.tasks)
+        };
+        tasks.shutdown().await;
+    }
+}
+
+/// Deletes `path` until the delete is answered or the session ends.
+async fn delete_until_gone(session: &Session, path: &str) {
+    let mut pause = REAP_PAUSE.0;
+    let mut failures = 0u32;
+    loop {
+        let result = tokio::select! {
+            // An answer that never comes on a connection that stays up (no server does this, but a
+            // middlebox might) must not stop the retries either.
+            r = tokio::time::timeout(session.timeout(), session.call(|c| c.delete(path, None))) => {
+                r.unwrap_or(Err(zk::Error::Timeout))
+            }
+            () = session.ended() => return,
+        };
+        match result {
+            Ok(()) | Err(zk::Error::NoNode) => {
+                if failures > 0 {
+                    tracing::info!(
+                        candidate = path,
+                        failures,
+                        "deleted a candidate after failed attempts"
+                    );
+                }
+                return;
+            }
+            Err(e) if ends_session(&e) => return,
+            Err(e) => {
+                failures += 1;
+                // Every failure is worth a line at first; then one line in ten, so that a long partition
+                // does not flood the log.
+                if failures <= 3 || failures % 10 == 0 {
+                    tracing::warn!(candidate = path, error = %e, failures, retry_in = ?pause, "cannot delete a candidate this node no longer wants; retrying");
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = session.ended() => return,
+        }
+        pause = (pause * 2).min(REAP_PAUSE.1);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The stat of the candidate at `path` and a watch that fires when it is deleted (see "Deletion

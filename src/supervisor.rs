@@ -7,8 +7,10 @@
 //! the next restart.
 //!
 //! Shutdown (SPEC §6, §7): every worker stops its child (stop signal, grace period, SIGKILL) in parallel,
-//! then deletes its candidate so the next node starts within a round trip; then the session is closed.
-//! A second signal turns the remaining grace periods into an immediate SIGKILL.
+//! then deletes its candidate so the next node starts within a round trip; then the session is closed,
+//! and the daemon waits (at most `S`) for the server to confirm the close: a candidate whose delete
+//! failed goes with the session at once, not a session timeout later. A second signal turns the
+//! remaining grace periods into an immediate SIGKILL.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, WorkerConfig};
+use crate::election::Reaper;
 use crate::session::{self, Session, SessionError};
 use crate::worker::{self, Context, Shared, State};
 
@@ -85,6 +88,9 @@ struct Running {
     cancel: CancellationToken,
 }
 
+/// How long shutdown waits for the reaper's deletes before it leaves them to the session's close.
+const REAPER_AT_SHUTDOWN: Duration = Duration::from_millis(250);
+
 /// Runs the daemon until `control.shutdown` is cancelled (then returns `Ok` after a clean shutdown) or a
 /// fatal error. `observe` is given the daemon's observer once it exists.
 ///
@@ -127,6 +133,7 @@ pub async fn run(
         workers: Mutex::new(BTreeMap::new()),
         changed: Arc::new(Notify::new()),
     });
+    let reaper = Arc::new(Reaper::default());
     let ctx = Arc::new(Context {
         node_id: config.node.id.clone(),
         root: config.zookeeper.root.clone(),
@@ -134,6 +141,7 @@ pub async fn run(
         base,
         takeover_delay: config.zookeeper.takeover_delay,
         changed: observer.changed.clone(),
+        reaper: reaper.clone(),
     });
     let mut set = WorkerSet {
         ctx,
@@ -188,11 +196,21 @@ pub async fn run(
     set.pending.clear();
     set.drain(&control).await;
     background.cancel();
+    // What is left to delete goes with the session; no reaper task may keep it open.
+    reaper.shutdown(REAPER_AT_SHUTDOWN).await;
+    let closing = set
+        .sessions
+        .borrow()
+        .as_ref()
+        .map(|s| (s.client.state_watcher(), s.timeout()));
     session_stop.cancel();
     let result = match fatal {
         Some(r) => r,
         None => session_task.await,
     };
+    if let Some((watcher, timeout)) = closing {
+        wait_closed(watcher, timeout).await;
+    }
     match result {
         Ok(Ok(())) => {
             tracing::info!("shut down cleanly");
@@ -200,6 +218,22 @@ pub async fn run(
         }
         Ok(Err(e)) => Err(e.into()),
         Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
+/// Waits until the client library has closed the session (the server answered its close), at most
+/// `timeout`: past `S` the server expires it anyway. The library sends the close once the last handle
+/// on the client is dropped; returning earlier would end the process with the close unsent, and a
+/// candidate whose delete failed would keep the next node waiting for the expiry.
+async fn wait_closed(mut watcher: zookeeper_client::StateWatcher, timeout: Duration) {
+    let closed = async {
+        let mut state = watcher.state();
+        while !state.is_terminated() {
+            state = watcher.changed().await;
+        }
+    };
+    if tokio::time::timeout(timeout, closed).await.is_err() {
+        tracing::warn!(timeout = ?timeout, "the zookeeper session could not be closed; the server expires it");
     }
 }
 

@@ -2,8 +2,22 @@
 //!
 //! The task follows the session channel. For each session it joins the worker's election, waits to be
 //! first, confirms ownership, and runs the child while the lease holds; it gives leadership up after
-//! `handoff_after` quick failures, and on shutdown it stops the child (grace applies) and then deletes
-//! its candidate, so the next node takes over within a round trip rather than a session timeout.
+//! `handoff_after` quick failures, and on shutdown it stops the child (grace applies) and then gives
+//! its candidate to the daemon's [`Reaper`], which deletes it (until the delete is answered, whatever
+//! happens to this task), so the next node takes over within a round trip rather than a session
+//! timeout.
+//!
+//! # What the candidate's data says
+//!
+//! The leader publishes its child's state in its candidate's data for `zk-supervise status`
+//! ([`crate::status`]): `running` with the child's pid once it has started; `stopping` before a stop
+//! that this node decides (shutdown, removal or change by a reload, a failed health check, a lost
+//! watch); `running: false` after the child has exited. The `stopping` state is published *before*
+//! the child is signalled, and the stop waits for the server's answer, so `status` never shows as
+//! running a child that is being stopped or is gone. While ZooKeeper cannot be reached, the wait lasts
+//! as long as the lease still covers the grace period: past that the guard stops the child by itself,
+//! and the data stays stale until the link comes back or the session expires (the candidate goes with
+//! it) — at most about `grace_period + margin` plus the server's tick, as the lease rule bounds it.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
 use crate::config::WorkerConfig;
-use crate::election::{Candidate, Election, ElectionError, Leadership};
+use crate::election::{Candidate, Election, ElectionError, Leadership, Reaper};
 use crate::guard::Cause;
 use crate::process::{Child, Ended, SpawnError};
 use crate::session::Session;
@@ -25,6 +39,25 @@ pub const QUICK_FAILURE: Duration = Duration::from_secs(10);
 
 /// Pause after an unexpected ZooKeeper error before trying again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Pause between two attempts to publish that a child is stopping.
+const SAY_STOPPING_PAUSE: Duration = Duration::from_millis(100);
+
+/// What the candidate's data says of the child (see the module docs).
+#[derive(Clone, Copy, Debug)]
+enum Published {
+    /// No child: between winning the election and a start, during the restart delay, after an exit.
+    Idle,
+    Running {
+        pid: u32,
+        since: u64,
+    },
+    /// Being stopped by this node's decision; published before the stop signal.
+    Stopping {
+        pid: u32,
+        since: u64,
+    },
+}
 
 /// What a worker is doing on this node, published on a watch channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +91,8 @@ pub struct Context {
     pub takeover_delay: Duration,
     /// Woken on every state change of every worker (readiness, the systemd status line).
     pub changed: Arc<tokio::sync::Notify>,
+    /// Deletes the candidates this node gives up, beyond the life of the worker task.
+    pub reaper: Arc<Reaper>,
 }
 
 /// What one worker publishes to the rest of the daemon (metrics, readiness, tests).
@@ -122,7 +157,7 @@ pub async fn run(
     };
     loop {
         job.set(State::Connecting);
-        let session = tokio::select! {
+        let session: Arc<Session> = tokio::select! {
             s = sessions.wait_for(Option::is_some) => match s {
                 Ok(s) => s.clone().expect("waited for Some"),
                 Err(_) => break, // the session manager is gone: the daemon is stopping
@@ -210,22 +245,97 @@ impl Job {
         self.ctx.changed.notify_waiters();
     }
 
-    /// Publishes this leader's state in its candidate's data, for `zk-supervise status`: the fields
-    /// of SPEC §4 plus `leader_since` and, while the child runs, `child_pid` and `child_since`
-    /// (milliseconds since the Unix epoch), and `running`. Best effort: a failure only makes `status`
-    /// less precise.
-    async fn publish(&self, election: &Election<'_>, me: &Candidate, child: Option<(u32, u64)>) {
+    /// This leader's state as its candidate's data, for `zk-supervise status`: the fields of SPEC §4
+    /// plus `leader_since`, `running`, `stopping` and, while there is a child, `child_pid` and
+    /// `child_since` (milliseconds since the Unix epoch).
+    fn data(&self, child: Published) -> Vec<u8> {
         let mut data = self.ctx.base.clone();
         let since = self.shared.leader_since_ms.load(Ordering::Relaxed);
         data.insert("leader_since".into(), since.into());
-        data.insert("running".into(), child.is_some().into());
-        if let Some((pid, started)) = child {
+        data.insert(
+            "running".into(),
+            matches!(child, Published::Running { .. }).into(),
+        );
+        data.insert(
+            "stopping".into(),
+            matches!(child, Published::Stopping { .. }).into(),
+        );
+        if let Published::Running { pid, since } | Published::Stopping { pid, since } = child {
             data.insert("child_pid".into(), pid.into());
-            data.insert("child_since".into(), started.into());
+            data.insert("child_since".into(), since.into());
         }
-        let bytes = serde_json::Value::Object(data).to_string().into_bytes();
-        if let Err(e) = election.publish(me, &bytes).await {
+        serde_json::Value::Object(data).to_string().into_bytes()
+    }
+
+    /// Publishes this leader's state (see [`Job::data`]). Best effort: a failure leaves `status`
+    /// showing less than is true (a child that started, not yet shown), never more.
+    async fn publish(&self, election: &Election<'_>, me: &Candidate, child: Published) {
+        if let Err(e) = election.publish(me, &self.data(child)).await {
             tracing::debug!(worker = self.name(), error = %e, "cannot publish the leader's state");
+        }
+    }
+
+    /// Before a stop this node decides: publishes that the child is stopping and waits for the answer
+    /// (see the module docs), so that `status` never shows a child as running once it is signalled.
+    /// Gives up waiting when the session ends (the candidate goes with it), on `kill` (the operator
+    /// wants it now), or once the lease no longer covers the grace period (the guard is about to stop
+    /// the child by itself). Returns true if the candidate turned out to be gone: the next node may
+    /// lead already, so the child must be killed at once, not given its grace period.
+    async fn say_stopping(
+        &self,
+        session: &Session,
+        election: &Election<'_>,
+        me: &Candidate,
+        child: &Child,
+        since: u64,
+    ) -> bool {
+        let data = self.data(Published::Stopping {
+            pid: child.pid(),
+            since,
+        });
+        let mut failures = 0u32;
+        loop {
+            // The guard's stop point: past it, waiting keeps nothing running.
+            let Some(stop_point) = session
+                .lease
+                .deadline()
+                .map(|k| k.minus(self.worker.grace_period))
+            else {
+                return false;
+            };
+            let left = stop_point.remaining();
+            if left.is_zero() || session.has_ended() || self.kill.is_cancelled() {
+                if !session.has_ended() {
+                    tracing::warn!(
+                        worker = self.name(),
+                        "stopping without having said so in zookeeper: it cannot be reached"
+                    );
+                }
+                return false;
+            }
+            let answer = tokio::select! {
+                r = election.publish(me, &data) => Some(r),
+                () = tokio::time::sleep(left) => None, // look at the lease again
+                () = self.kill.cancelled() => return false,
+                () = session.ended() => return false,
+            };
+            match answer {
+                None => {}
+                Some(Ok(())) => return false,
+                Some(Err(ElectionError::Zk(zk::Error::NoNode))) => return true,
+                Some(Err(ElectionError::SessionEnded)) => return false,
+                Some(Err(e)) => {
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(worker = self.name(), error = %e, "cannot say in zookeeper that the child is stopping; retrying before stopping it");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(SAY_STOPPING_PAUSE) => {}
+                        () = self.kill.cancelled() => return false,
+                        () = session.ended() => return false,
+                    }
+                }
+            }
         }
     }
 
@@ -239,17 +349,19 @@ impl Job {
     }
 
     /// Everything this worker does within one session.
-    async fn serve(&self, session: &Session) -> Served {
+    async fn serve(&self, session: &Arc<Session>) -> Served {
         let dir = format!("{}/{}", self.ctx.root, self.worker.name);
         let data = serde_json::Value::Object(self.ctx.base.clone())
             .to_string()
             .into_bytes();
-        let election = Election::new(session, dir, data);
+        let election = Election::new(session, &self.ctx.reaper, dir, data);
         let mut me = None::<Candidate>;
         loop {
             if self.cancel.is_cancelled() {
                 if let Some(me) = &me {
-                    let _ = election.leave(me).await;
+                    // The reaper deletes it, however long ZooKeeper takes to answer: this task ends
+                    // now, and a candidate left behind would lead while nobody runs the worker.
+                    let _ = election.abandon(me);
                 }
                 return Served::Shutdown;
             }
@@ -308,19 +420,14 @@ impl Job {
                 }
                 Led::HandOff => {
                     self.shared.handoffs.fetch_add(1, Ordering::Relaxed);
-                    // Until the candidate is really gone, a new one would queue behind it: a ghost that
-                    // leads while nobody runs the worker.
-                    loop {
-                        match election.leave(&candidate).await {
-                            Ok(()) => break,
-                            Err(ElectionError::SessionEnded) => return Served::SessionEnded,
-                            Err(e) => {
-                                tracing::warn!(worker = self.name(), error = %e, "cannot delete our candidate to hand off; retrying");
-                                if !self.pause(session, RETRY_PAUSE).await {
-                                    break;
-                                }
-                            }
-                        }
+                    // Joining again before the candidate is gone would only queue behind it. The
+                    // reaper deletes it whatever happens to this task (a cancelled handoff must not
+                    // leave it first in the queue).
+                    let gone = election.abandon(&candidate);
+                    tokio::select! {
+                        () = gone.cancelled() => {}
+                        () = self.cancel.cancelled() => {}
+                        () = session.ended() => {}
                     }
                     me = None;
                 }
@@ -425,10 +532,15 @@ impl Job {
                         pid: child.pid(),
                         token: leadership.token,
                     });
-                    self.publish(election, me, Some((child.pid(), epoch_ms())))
-                        .await;
+                    let since = epoch_ms();
+                    let running = Published::Running {
+                        pid: child.pid(),
+                        since,
+                    };
+                    self.publish(election, me, running).await;
                     let run = Run {
                         child,
+                        since,
                         watch: leadership.watch,
                         lease,
                         env: &env,
@@ -446,9 +558,9 @@ impl Job {
             };
             self.set(State::Leading);
             if !matches!(outcome, Supervised::Led(_)) {
-                // Still leading, the child not running: say so (not when leadership ends, which would
-                // only delay the handoff; the candidate goes anyway).
-                self.publish(election, me, None).await;
+                // Still leading, the child not running: say so. (When leadership ends, the stop was
+                // published before it, or the candidate is gone.)
+                self.publish(election, me, Published::Idle).await;
             }
             let ran = match outcome {
                 Supervised::Led(led) => return led,
@@ -500,6 +612,7 @@ impl Job {
     ) -> Supervised {
         let Run {
             mut child,
+            since,
             watch,
             mut lease,
             env,
@@ -527,6 +640,10 @@ impl Job {
                             self.shared.health_check_failures.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(worker = self.name(), failures = check_failures, of = h.failures, error = %why, "health check failed");
                             if check_failures >= h.failures {
+                                if self.say_stopping(session, election, me, &child, since).await {
+                                    self.kill_now(&mut child, "our candidate is gone").await;
+                                    return Supervised::Led(Led::Lost);
+                                }
                                 self.stop(&mut child, "health check failed").await;
                                 tracing::warn!(worker = self.name(), "handing off: the health check failed {} times in a row", check_failures);
                                 return Supervised::Led(Led::HandOff);
@@ -574,6 +691,10 @@ impl Job {
                             return Supervised::Led(Led::Lost);
                         }
                         Err(_) => {
+                            if self.say_stopping(session, election, me, &child, since).await {
+                                self.kill_now(&mut child, "our candidate is gone").await;
+                                return Supervised::Led(Led::Lost);
+                            }
                             self.stop(&mut child, "cannot watch our candidate").await;
                             return Supervised::Led(Led::Retry);
                         }
@@ -584,7 +705,12 @@ impl Job {
                     return Supervised::Led(Led::SessionEnded);
                 }
                 () = self.cancel.cancelled() => {
-                    self.stop(&mut child, "shutdown").await;
+                    self.set(State::Stopping);
+                    if self.say_stopping(session, election, me, &child, since).await {
+                        self.kill_now(&mut child, "our candidate is gone").await;
+                    } else {
+                        self.stop(&mut child, "shutdown").await;
+                    }
                     return Supervised::Led(Led::Shutdown);
                 }
             }
@@ -627,6 +753,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>
 /// A child just started, and what watching it takes.
 struct Run<'e> {
     child: Child,
+    /// When it started, in milliseconds since the Unix epoch (as published).
+    since: u64,
     /// The watch on our own candidate.
     watch: zk::OneshotWatcher,
     lease: watch::Receiver<Option<crate::lease::Stamp>>,

@@ -4,15 +4,20 @@
 //! For each worker of the config: the leader (the first candidate by sequence number: its node id,
 //! host, supervisor pid, and since when it leads), the candidates waiting behind it in queue order, and
 //! whether the child actually runs. The last two come from the leader's candidate data, which the
-//! leader updates when its child starts and stops (`running`, `child_pid`, `child_since`,
+//! leader updates when its child starts and stops (`running`, `stopping`, `child_pid`, `child_since`,
 //! `leader_since`; see [`crate::worker`]): between winning an election and starting the child, during
 //! the restart delay, and after a failed start, a leader is not running its worker.
+//!
+//! `RUNNING` is only ever what the first candidate's owner says, and it says `stopping` before it
+//! signals its child (and waits for the answer), so a child being stopped or gone is never shown as
+//! running. A candidate its node no longer wants (a removed worker, a handoff) is deleted by that
+//! node's reaper until it is gone; until then it shows as `stopping` or `no`, never as running.
 //!
 //! `--json` prints one object, with these stable fields:
 //!
 //! ```json
-//! {"workers": [{"name": "mailer", "path": "/workers/mailer", "running": true, "child_pid": 4242,
-//!   "child_since": "2026-11-22T23:01:02.345Z",
+//! {"workers": [{"name": "mailer", "path": "/workers/mailer", "running": true, "stopping": false,
+//!   "child_pid": 4242, "child_since": "2026-11-22T23:01:02.345Z",
 //!   "leader": {"node": "db-1", "host": "db-1.example", "pid": 1234, "version": "0.1.0",
 //!              "since": "2026-11-22T23:01:02.300Z", "znode": "_c_…-n_0000000003", "sequence": 3},
 //!   "waiting": [{"node": "db-2", "host": "…", "pid": 999, "version": "0.1.0", "since": null,
@@ -20,6 +25,8 @@
 //! ```
 //!
 //! `leader` is `null` when no node is a candidate; times are UTC, RFC 3339, or `null` when unknown.
+//! `stopping` is true while the leader stops its child (`running` is false then, and `child_pid` is
+//! the child being stopped).
 
 use std::time::Duration;
 
@@ -50,6 +57,7 @@ pub struct WorkerStatus {
     pub name: String,
     pub path: String,
     pub running: bool,
+    pub stopping: bool,
     pub child_pid: Option<u64>,
     pub child_since: Option<String>,
     pub leader: Option<CandidateStatus>,
@@ -131,17 +139,21 @@ pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> 
         }
         let mut iter = candidates.into_iter();
         let first = iter.next();
-        let running = first
-            .as_ref()
-            .is_some_and(|(_, _, j)| j["running"].as_bool() == Some(true));
+        let flag = |key: &str| {
+            first
+                .as_ref()
+                .is_some_and(|(_, _, j)| j[key].as_bool() == Some(true))
+        };
+        let running = flag("running");
+        let stopping = !running && flag("stopping");
         let child_pid = first
             .as_ref()
             .and_then(|(_, _, j)| j["child_pid"].as_u64())
-            .filter(|_| running);
+            .filter(|_| running || stopping);
         let child_since = first
             .as_ref()
             .and_then(|(_, _, j)| j["child_since"].as_u64())
-            .filter(|_| running)
+            .filter(|_| running || stopping)
             .map(rfc3339);
         let candidate = |(znode, sequence, j): (String, i64, serde_json::Value), leader: bool| {
             let text = |k: &str| j[k].as_str().map(str::to_owned);
@@ -163,6 +175,7 @@ pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> 
             name: worker.name.clone(),
             path,
             running,
+            stopping,
             child_pid,
             child_since,
             leader: first.map(|c| candidate(c, true)),
@@ -190,11 +203,13 @@ pub fn to_table(workers: &[WorkerStatus]) -> String {
         let leader = w.leader.as_ref();
         let field =
             |f: fn(&CandidateStatus) -> Option<String>| leader.and_then(f).unwrap_or_else(dash);
-        let running = match (w.running, w.child_pid) {
-            (true, Some(pid)) => format!("yes (pid {pid})"),
-            (true, None) => "yes".to_owned(),
-            (false, _) if leader.is_some() => "no".to_owned(),
-            (false, _) => dash(),
+        let running = match (w.running, w.stopping, w.child_pid) {
+            (true, _, Some(pid)) => format!("yes (pid {pid})"),
+            (true, _, None) => "yes".to_owned(),
+            (false, true, Some(pid)) => format!("stopping (pid {pid})"),
+            (false, true, None) => "stopping".to_owned(),
+            (false, false, _) if leader.is_some() => "no".to_owned(),
+            (false, false, _) => dash(),
         };
         let waiting: Vec<String> = w
             .waiting
@@ -268,6 +283,7 @@ mod tests {
             name: "mailer".into(),
             path: "/workers/mailer".into(),
             running: true,
+            stopping: false,
             child_pid: Some(42),
             child_since: None,
             leader: Some(CandidateStatus {

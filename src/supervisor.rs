@@ -6,6 +6,14 @@
 //! definition, and unchanged workers are not touched. `[zookeeper]`, `[node]` and `[metrics]` apply at
 //! the next restart.
 //!
+//! The set converges to the last file read, whatever the timing of the reloads: the daemon keeps the
+//! workers the file wants (`wanted`) apart from the tasks that run (`tasks`, at most one per name). A
+//! reload cancels the running tasks whose definition the file no longer has and starts the wanted
+//! workers that have no task; a task that is still stopping is left to finish, and when it ends its
+//! worker starts again if, and as, the file then in force wants it. So a worker removed and put back
+//! while its child is still stopping starts again once the stop is over, A→B→A runs A, and a reload
+//! that changes nothing (a storm of SIGHUPs) touches nothing.
+//!
 //! Shutdown (SPEC §6, §7): every worker stops its child (stop signal, grace period, SIGKILL) in parallel,
 //! then deletes its candidate so the next node starts within a round trip; then the session is closed,
 //! and the daemon waits (at most `S`) for the server to confirm the close: a candidate whose delete
@@ -82,7 +90,7 @@ impl Observer {
     }
 }
 
-/// A worker task and what it runs with.
+/// A worker task and what it runs with. Stopping once `cancel` is cancelled.
 struct Running {
     config: Arc<WorkerConfig>,
     cancel: CancellationToken,
@@ -151,11 +159,9 @@ pub async fn run(
         stop: CancellationToken::new(),
         tasks: JoinSet::new(),
         running: BTreeMap::new(),
-        pending: BTreeMap::new(),
+        wanted: BTreeMap::new(),
     };
-    for w in &config.workers {
-        set.spawn(Arc::new(w.clone()));
-    }
+    set.want(&config.workers);
     let background = CancellationToken::new();
     if let Some(metrics) = &config.metrics {
         let listener = tokio::net::TcpListener::bind(metrics.listen)
@@ -193,7 +199,7 @@ pub async fn run(
         tracing::info!(workers, "shutting down: stopping every child");
     }
     set.stop.cancel();
-    set.pending.clear();
+    set.wanted.clear();
     set.drain(&control).await;
     background.cancel();
     // What is left to delete goes with the session; no reaper task may keep it open.
@@ -247,12 +253,31 @@ struct WorkerSet {
     stop: CancellationToken,
     /// Each task returns its worker's name.
     tasks: JoinSet<String>,
+    /// The tasks, by worker name: at most one per worker, running or stopping.
     running: BTreeMap<String, Running>,
-    /// Changed workers waiting for their old task to finish before they start again.
-    pending: BTreeMap<String, Arc<WorkerConfig>>,
+    /// The workers of the file in force: what `running` converges to. A stopping task's worker starts
+    /// again, as defined here, when the task ends.
+    wanted: BTreeMap<String, Arc<WorkerConfig>>,
 }
 
 impl WorkerSet {
+    /// Makes `workers` the wanted set, and starts those that have no task.
+    fn want(&mut self, workers: &[WorkerConfig]) {
+        self.wanted = workers
+            .iter()
+            .map(|w| (w.name.clone(), Arc::new(w.clone())))
+            .collect();
+        let idle: Vec<Arc<WorkerConfig>> = self
+            .wanted
+            .values()
+            .filter(|w| !self.running.contains_key(&w.name))
+            .cloned()
+            .collect();
+        for w in idle {
+            self.spawn(w);
+        }
+    }
+
     fn spawn(&mut self, config: Arc<WorkerConfig>) {
         let shared = Arc::new(Shared::new());
         let cancel = self.stop.child_token();
@@ -282,8 +307,8 @@ impl WorkerSet {
         };
         self.running.remove(&name);
         lock(&self.observer.workers).remove(&name);
-        if let Some(config) = self.pending.remove(&name) {
-            tracing::info!(worker = %name, "starting again with its new definition");
+        if let Some(config) = self.wanted.get(&name).cloned() {
+            tracing::info!(worker = %name, "its old task has stopped: starting it as the config now defines it");
             self.spawn(config);
         }
         self.observer.changed.notify_waiters();
@@ -321,38 +346,36 @@ impl WorkerSet {
             new.node = current.node.clone();
             new.metrics = current.metrics.clone();
         }
-        let wanted: BTreeMap<&str, &WorkerConfig> =
-            new.workers.iter().map(|w| (w.name.as_str(), w)).collect();
-        let (mut added, mut removed, mut changed) = (0, 0, 0);
-        for (name, running) in &self.running {
-            match wanted.get(name.as_str()) {
-                None => {
-                    tracing::info!(worker = %name, "reload: removed; stopping it and leaving its election");
-                    running.cancel.cancel();
-                    self.pending.remove(name);
-                    removed += 1;
-                }
-                Some(w)
-                    if **w != *running.config
-                        && self.pending.get(name).is_none_or(|p| **p != **w) =>
-                {
-                    tracing::info!(worker = %name, "reload: changed; stopping it to start it with the new definition");
-                    running.cancel.cancel();
-                    self.pending.insert(name.clone(), Arc::new((*w).clone()));
-                    changed += 1;
-                }
-                Some(_) => {}
+        let tasks = self.running.iter().map(|(name, r)| {
+            (name.as_str(), &*r.config, r.cancel.is_cancelled())
+        });
+        let plan = Plan::new(tasks, &new.workers);
+        for name in &plan.removed {
+            tracing::info!(worker = %name, "reload: removed; stopping it and leaving its election");
+        }
+        for name in &plan.changed {
+            tracing::info!(worker = %name, "reload: changed; stopping it to start it with the new definition");
+        }
+        for name in &plan.waiting {
+            tracing::info!(worker = %name, "reload: still stopping; it starts again, as now defined, once stopped");
+        }
+        for name in &plan.added {
+            tracing::info!(worker = %name, "reload: added; joining its election");
+        }
+        for name in plan.removed.iter().chain(&plan.changed) {
+            if let Some(running) = self.running.get(name) {
+                running.cancel.cancel();
             }
         }
-        for w in &new.workers {
-            if !self.running.contains_key(&w.name) {
-                tracing::info!(worker = %w.name, "reload: added; joining its election");
-                self.spawn(Arc::new(w.clone()));
-                added += 1;
-            }
-        }
-        let unchanged = new.workers.len() - added - changed;
-        tracing::info!(added, removed, changed, unchanged, "reloaded");
+        self.want(&new.workers);
+        tracing::info!(
+            added = plan.added.len(),
+            removed = plan.removed.len(),
+            changed = plan.changed.len(),
+            unchanged = plan.unchanged,
+            waiting = plan.waiting.len(),
+            "reloaded"
+        );
         Some(new)
     }
 
@@ -393,6 +416,53 @@ impl WorkerSet {
     }
 }
 
+/// What a reload does, decided from the worker tasks and the new file alone. The rules that make the
+/// set converge to the last file (see the module docs): a running task whose worker the file removes
+/// or changes is cancelled; a worker with no task starts; a task already stopping is left alone, and
+/// its worker starts again when it ends if the file then in force wants it ([`WorkerSet::finished`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    /// Running tasks to cancel: their worker is not in the file.
+    removed: Vec<String>,
+    /// Running tasks to cancel: their worker is defined otherwise.
+    changed: Vec<String>,
+    /// Workers with no task: start them.
+    added: Vec<String>,
+    /// Workers whose task is still stopping: they start again, as now defined, once it ends.
+    waiting: Vec<String>,
+    /// Workers left alone.
+    unchanged: usize,
+}
+
+impl Plan {
+    /// `tasks`: each task's worker name, definition, and whether it is stopping.
+    fn new<'a>(
+        tasks: impl IntoIterator<Item = (&'a str, &'a WorkerConfig, bool)>,
+        file: &[WorkerConfig],
+    ) -> Plan {
+        let wanted: BTreeMap<&str, &WorkerConfig> =
+            file.iter().map(|w| (w.name.as_str(), w)).collect();
+        let mut plan = Plan::default();
+        let mut with_task = std::collections::BTreeSet::new();
+        for (name, config, stopping) in tasks {
+            with_task.insert(name);
+            match (wanted.get(name), stopping) {
+                (Some(_), true) => plan.waiting.push(name.to_owned()),
+                (None, true) => {}
+                (None, false) => plan.removed.push(name.to_owned()),
+                (Some(w), false) if **w != *config => plan.changed.push(name.to_owned()),
+                (Some(_), false) => plan.unchanged += 1,
+            }
+        }
+        plan.added = wanted
+            .keys()
+            .filter(|name| !with_task.contains(*name))
+            .map(|name| (*name).to_owned())
+            .collect();
+        plan
+    }
+}
+
 /// What a worker's state says for readiness and the summary: whether it joined its election, and
 /// whether this node leads it.
 #[must_use]
@@ -424,4 +494,157 @@ fn hostname() -> String {
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Worker `name` defined as version `v` (its command differs from one version to the next).
+    fn worker(name: &str, v: u32) -> WorkerConfig {
+        let text = format!(
+            "[zookeeper]\nconnect = \"zk:2181\"\n[[worker]]\nname = \"{name}\"\ncommand = [\"/bin/v{v}\"]\n"
+        );
+        config::parse(&text, Path::new("w.toml"))
+            .expect("a valid config")
+            .workers
+            .remove(0)
+    }
+
+    /// The tasks of a [`WorkerSet`], as its two rules move them: a reload applies a [`Plan`], and a
+    /// stopping task that ends starts its worker again if the file in force wants it.
+    #[derive(Default)]
+    struct Model {
+        /// Name → (definition, stopping).
+        tasks: BTreeMap<String, (WorkerConfig, bool)>,
+        wanted: Vec<WorkerConfig>,
+        starts: usize,
+    }
+
+    impl Model {
+        fn reload(&mut self, file: &[WorkerConfig]) -> Plan {
+            let plan = Plan::new(
+                self.tasks.iter().map(|(n, (w, s))| (n.as_str(), w, *s)),
+                file,
+            );
+            for name in plan.removed.iter().chain(&plan.changed) {
+                self.tasks.get_mut(name).expect("a task").1 = true;
+            }
+            for w in file.iter().filter(|w| plan.added.contains(&w.name)) {
+                self.start(w.clone());
+            }
+            self.wanted = file.to_vec();
+            plan
+        }
+
+        fn start(&mut self, w: WorkerConfig) {
+            assert!(!self.tasks.contains_key(&w.name), "two tasks for {}", w.name);
+            self.starts += 1;
+            self.tasks.insert(w.name.clone(), (w, false));
+        }
+
+        /// The stopping task of `name` ends.
+        fn finished(&mut self, name: &str) {
+            let (_, stopping) = self.tasks.remove(name).expect("a task");
+            assert!(stopping, "only a cancelled task ends");
+            if let Some(w) = self.wanted.iter().find(|w| w.name == name) {
+                self.start(w.clone());
+            }
+        }
+
+        fn stopping(&self) -> Vec<String> {
+            self.tasks
+                .iter()
+                .filter(|(_, (_, s))| *s)
+                .map(|(n, _)| n.clone())
+                .collect()
+        }
+
+        /// Every stopping task ends, until none is left; then the tasks must be exactly the file.
+        fn settle_and_check(&mut self) {
+            while let Some(name) = self.stopping().first().cloned() {
+                self.finished(&name);
+            }
+            let tasks: Vec<&WorkerConfig> = self.tasks.values().map(|(w, _)| w).collect();
+            let mut wanted: Vec<&WorkerConfig> = self.wanted.iter().collect();
+            wanted.sort_by(|a, b| a.name.cmp(&b.name));
+            assert_eq!(tasks, wanted);
+        }
+    }
+
+    #[test]
+    fn removed_then_put_back_while_stopping_starts_again() {
+        let mut m = Model::default();
+        m.reload(&[worker("x", 1), worker("u", 1)]);
+        let plan = m.reload(&[worker("u", 1)]);
+        assert_eq!(plan.removed, ["x"]);
+        let plan = m.reload(&[worker("x", 1), worker("u", 1)]);
+        assert_eq!(plan.waiting, ["x"]);
+        assert_eq!(plan.unchanged, 1);
+        m.settle_and_check();
+        assert_eq!(m.starts, 3, "u started once, x twice");
+    }
+
+    #[test]
+    fn a_to_b_to_a_while_stopping_runs_a() {
+        let mut m = Model::default();
+        m.reload(&[worker("x", 1)]);
+        assert_eq!(m.reload(&[worker("x", 2)]).changed, ["x"]);
+        assert_eq!(m.reload(&[worker("x", 1)]).waiting, ["x"]);
+        m.settle_and_check();
+        assert_eq!(m.tasks["x"].0, worker("x", 1));
+    }
+
+    #[test]
+    fn the_same_file_again_touches_nothing() {
+        let mut m = Model::default();
+        let file = [worker("x", 1), worker("y", 1)];
+        m.reload(&file);
+        for _ in 0..50 {
+            let plan = m.reload(&file);
+            assert_eq!(
+                plan,
+                Plan {
+                    unchanged: 2,
+                    ..Plan::default()
+                }
+            );
+        }
+        assert_eq!(m.starts, 2);
+    }
+
+    /// Any sequence of reloads, with tasks ending at any moment in between, ends with the tasks the last
+    /// file defines: a small seeded random walk over files of three workers with two versions each.
+    #[test]
+    fn any_sequence_of_reloads_converges_to_the_last_file() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..500 {
+            let mut m = Model::default();
+            for _ in 0..next(12) + 1 {
+                if next(2) == 0 {
+                    let file: Vec<WorkerConfig> = ["x", "y", "z"]
+                        .iter()
+                        .filter_map(|name| match next(3) {
+                            0 => None,
+                            v => Some(worker(name, u32::try_from(v).expect("small"))),
+                        })
+                        .collect();
+                    m.reload(&file);
+                } else {
+                    let stopping = m.stopping();
+                    if !stopping.is_empty() {
+                        let i = usize::try_from(next(stopping.len() as u64)).expect("small");
+                        m.finished(&stopping[i]);
+                    }
+                }
+            }
+            m.settle_and_check();
+        }
+    }
 }

@@ -1921,3 +1921,309 @@ pub fn start_program(program: &[&str], config_toml: &str, node_id: &str) -> Supe
     command.args(rest);
     Supervisor::spawn(command, config_toml, node_id, "program")
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Stranding (tests/stranding.rs): reloads in quick succession, and what `status` says meanwhile
+
+impl Supervisor {
+    /// Like [`Supervisor::write_config`], but the file is replaced in one step (written aside, then renamed
+    /// over it), so that a reload that reads it at any moment reads a whole file, old or new.
+    pub fn replace_config(&self, config_toml: &str) {
+        let path = self.config_path();
+        let aside = path.with_extension("toml.new");
+        fs::write(&aside, with_node_id(config_toml, &self.node_id)).expect("write the config");
+        fs::rename(&aside, &path).expect("replace the config");
+    }
+}
+
+/// What one `zk-supervise status --json` said of one worker, and when it was asked.
+#[derive(Clone, Debug)]
+pub struct StatusSample {
+    /// Just before the command started: whatever it says was read after this.
+    pub asked: Instant,
+    /// `(leader node, child pid)` when it says the child runs.
+    pub running: Option<(String, u32)>,
+}
+
+/// Runs `zk-supervise status --json` on a config file over and over, in a thread, until stopped, and keeps
+/// what it says of one worker.
+pub struct StatusSampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<Vec<StatusSample>>>,
+}
+
+/// One `zk-supervise status --json` on `config`: what it says of `worker`, or `None` if it failed.
+pub fn status_sample(config: &Path, worker: &str) -> Option<StatusSample> {
+    let asked = Instant::now();
+    let path = config.to_str().expect("a UTF-8 path");
+    let out = run_cli(&["status", path, "--json"], Duration::from_secs(15));
+    if !out.status.success() {
+        return None; // unreachable for a moment: says nothing
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("status --json prints JSON");
+    let entry = json["workers"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["name"] == worker))
+        .cloned()
+        .unwrap_or_default();
+    let running = (entry["running"] == true).then(|| {
+        (
+            entry["leader"]["node"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            entry["child_pid"]
+                .as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(0),
+        )
+    });
+    Some(StatusSample { asked, running })
+}
+
+impl StatusSampler {
+    pub fn start(config: &Path, worker: &str) -> StatusSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (config, worker, stopping) = (config.to_owned(), worker.to_owned(), stop.clone());
+        let thread = thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stopping.load(Ordering::SeqCst) {
+                samples.extend(status_sample(&config, &worker));
+            }
+            samples
+        });
+        StatusSampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling; returns every sample, in order.
+    pub fn finish(mut self) -> Vec<StatusSample> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("the status sampler panicked")
+    }
+}
+
+impl Drop for StatusSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Panics if a sample said `worker` ran as a process that the witness had seen close before the sample was
+/// asked for (a child shown as running while dead), or as a process the witness never saw.
+pub fn assert_status_never_showed_a_dead_child(
+    witness: &Witness,
+    worker: &str,
+    samples: &[StatusSample],
+) {
+    for sample in samples {
+        let Some((node, pid)) = &sample.running else {
+            continue;
+        };
+        let conn = witness
+            .history(worker)
+            .into_iter()
+            .find(|c| c.pid == *pid && c.node == *node)
+            .unwrap_or_else(|| {
+                panic!(
+                    "status said {worker} runs on {node} as pid {pid}, which the witness never saw\n{}",
+                    witness.timeline(worker)
+                )
+            });
+        if let Some(closed) = conn.closed {
+            assert!(
+                closed >= sample.asked,
+                "status, asked {:?} after pid {pid} on {node} had died, said it runs\n{}",
+                sample.asked - closed,
+                witness.timeline(worker)
+            );
+        }
+    }
+}
+
+/// A TCP forwarder to one ZooKeeper server that can lose a delete of a candidate on its way to the server:
+/// the request never arrives, the connection it came on drops (so the client sees the delete fail), and the
+/// connections that follow are black-holed until [`LossyProxy::heal`] (so it cannot simply try again), while
+/// the session lives on the server.
+pub struct LossyProxy {
+    addr: SocketAddr,
+    shared: Arc<LossyShared>,
+}
+
+struct LossyShared {
+    upstream: SocketAddr,
+    /// Armed by [`LossyProxy::drop_next_candidate_delete`].
+    drop_delete: AtomicBool,
+    /// New connections are black-holed.
+    dark: AtomicBool,
+    dropped: AtomicUsize,
+    /// The client side of every connection, to close them all (heal, drop).
+    clients: Mutex<Vec<TcpStream>>,
+    closing: AtomicBool,
+}
+
+impl LossyProxy {
+    /// A proxy to `upstream` ("127.0.0.1:<port>").
+    pub fn new(upstream: &str) -> LossyProxy {
+        let upstream: SocketAddr = upstream
+            .parse()
+            .unwrap_or_else(|e| panic!("proxy upstream {upstream:?}: {e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let shared = Arc::new(LossyShared {
+            upstream,
+            drop_delete: AtomicBool::new(false),
+            dark: AtomicBool::new(false),
+            dropped: AtomicUsize::new(0),
+            clients: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
+        });
+        let accepting = shared.clone();
+        thread::Builder::new()
+            .name("lossy-proxy".into())
+            .spawn(move || LossyProxy::accept(&listener, &accepting))
+            .expect("spawn the proxy thread");
+        LossyProxy { addr, shared }
+    }
+
+    fn accept(listener: &TcpListener, shared: &Arc<LossyShared>) {
+        for client in listener.incoming() {
+            if shared.closing.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(client) = client else { continue };
+            let _ = client.set_nodelay(true);
+            if let Ok(clone) = client.try_clone() {
+                lock(&shared.clients).push(clone);
+            }
+            let upstream = if shared.dark.load(Ordering::SeqCst) {
+                None
+            } else {
+                TcpStream::connect_timeout(&shared.upstream, Duration::from_secs(2)).ok()
+            };
+            let Some(upstream) = upstream else {
+                // Black-holed: read and discard until heal closes it.
+                let mut client = client;
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while matches!(client.read(&mut buf), Ok(n) if n > 0) {}
+                });
+                continue;
+            };
+            let _ = upstream.set_nodelay(true);
+            let (Ok(to_client), Ok(from_upstream), Ok(to_upstream)) = (
+                client.try_clone(),
+                upstream.try_clone(),
+                upstream.try_clone(),
+            ) else {
+                continue;
+            };
+            thread::spawn(move || {
+                let (mut from, mut to) = (from_upstream, to_client);
+                let _ = io::copy(&mut from, &mut to);
+                let _ = to.shutdown(Shutdown::Both);
+                let _ = from.shutdown(Shutdown::Both);
+            });
+            let shared = shared.clone();
+            thread::spawn(move || LossyProxy::pump_requests(client, to_upstream, &shared));
+        }
+    }
+
+    /// Client to server, a whole frame at a time, so that a delete of a candidate can be left out.
+    fn pump_requests(mut from: TcpStream, mut to: TcpStream, shared: &LossyShared) {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pending = Vec::new();
+        let mut frames = 0usize;
+        'read: loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            while pending.len() >= 4 {
+                let len = i32::from_be_bytes([pending[0], pending[1], pending[2], pending[3]]);
+                let end = 4 + usize::try_from(len).unwrap_or(0);
+                if pending.len() < end {
+                    break;
+                }
+                let frame: Vec<u8> = pending.drain(..end).collect();
+                frames += 1;
+                let lose = frames > 1
+                    && is_candidate_delete(&frame)
+                    && shared.drop_delete.swap(false, Ordering::SeqCst);
+                if lose {
+                    shared.dark.store(true, Ordering::SeqCst);
+                    shared.dropped.fetch_add(1, Ordering::SeqCst);
+                    break 'read;
+                }
+                if to.write_all(&frame).is_err() {
+                    break 'read;
+                }
+            }
+        }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    }
+
+    /// "127.0.0.1:<port>".
+    pub fn connect_string(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Loses the next delete of a candidate (a path with `/_c_`) as the type's docs say.
+    pub fn drop_next_candidate_delete(&self) {
+        self.shared.drop_delete.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until a delete has been lost.
+    pub fn wait_dropped(&self, timeout: Duration) {
+        wait_until(timeout, "a delete of a candidate to be lost", || {
+            self.shared.dropped.load(Ordering::SeqCst) > 0
+        });
+    }
+
+    /// New connections reach the server again; the black-holed ones are closed, so the client tries anew.
+    pub fn heal(&self) {
+        // Since the loss, every connection was black-holed (or is the one that lost the delete).
+        let mut clients = lock(&self.shared.clients);
+        self.shared.dark.store(false, Ordering::SeqCst);
+        for client in clients.drain(..) {
+            let _ = client.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for LossyProxy {
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        for client in lock(&self.shared.clients).iter() {
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+/// Whether a ZooKeeper request frame (length prefix included) deletes a candidate: op code delete (2) and a
+/// path containing `/_c_`.
+fn is_candidate_delete(frame: &[u8]) -> bool {
+    let int = |at: usize| {
+        frame
+            .get(at..at + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (Some(op), Some(path_len)) = (int(8), int(12)) else {
+        return false;
+    };
+    let path_len = usize::try_from(path_len).unwrap_or(0);
+    op == 2
+        && frame
+            .get(16..16 + path_len)
+            .is_some_and(|path| path.windows(4).any(|w| w == b"/_c_"))
+}

@@ -1923,7 +1923,8 @@ pub fn start_program(program: &[&str], config_toml: &str, node_id: &str) -> Supe
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Stranding (tests/stranding.rs): reloads in quick succession, and what `status` says meanwhile
+// Stranding (tests/stranding.rs): reloads in quick succession, what `status` says meanwhile, and a proxy
+// that loses the delete of a candidate
 
 impl Supervisor {
     /// Like [`Supervisor::write_config`], but the file is replaced in one step (written aside, then renamed

@@ -346,9 +346,10 @@ impl WorkerSet {
             new.node = current.node.clone();
             new.metrics = current.metrics.clone();
         }
-        let tasks = self.running.iter().map(|(name, r)| {
-            (name.as_str(), &*r.config, r.cancel.is_cancelled())
-        });
+        let tasks = self
+            .running
+            .iter()
+            .map(|(name, r)| (name.as_str(), &*r.config, r.cancel.is_cancelled()));
         let plan = Plan::new(tasks, &new.workers);
         for name in &plan.removed {
             tracing::info!(worker = %name, "reload: removed; stopping it and leaving its election");
@@ -538,7 +539,11 @@ mod tests {
         }
 
         fn start(&mut self, w: WorkerConfig) {
-            assert!(!self.tasks.contains_key(&w.name), "two tasks for {}", w.name);
+            assert!(
+                !self.tasks.contains_key(&w.name),
+                "two tasks for {}",
+                w.name
+            );
             self.starts += 1;
             self.tasks.insert(w.name.clone(), (w, false));
         }

@@ -17,7 +17,9 @@
 //! running a child that is being stopped or is gone. While ZooKeeper cannot be reached, the wait lasts
 //! as long as the lease still covers the grace period: past that the guard stops the child by itself,
 //! and the data stays stale until the link comes back or the session expires (the candidate goes with
-//! it) — at most about `grace_period + margin` plus the server's tick, as the lease rule bounds it.
+//! it): from the stop point `K - grace_period` to an expiry no later than `S` (plus the server's tick)
+//! after the last request the server saw, itself at most `S/5` after `L` — so for at most about
+//! `grace_period + margin + S/5`.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};

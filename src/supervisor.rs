@@ -7,10 +7,10 @@
 //! the next restart.
 //!
 //! The set converges to the last file read, whatever the timing of the reloads: the daemon keeps the
-//! workers the file wants (`wanted`) apart from the tasks that run (`tasks`, at most one per name). A
-//! reload cancels the running tasks whose definition the file no longer has and starts the wanted
-//! workers that have no task; a task that is still stopping is left to finish, and when it ends its
-//! worker starts again if, and as, the file then in force wants it. So a worker removed and put back
+//! workers the file wants (`wanted`) apart from the tasks that run (`running`, at most one per
+//! name). A reload cancels the running tasks whose definition the file no longer has and starts the
+//! wanted workers that have no task; a task that is still stopping is left to finish, and when it
+//! ends its worker starts again if, and as, the file then in force wants it. So a worker removed and put back
 //! while its child is still stopping starts again once the stop is over, A→B→A runs A, and a reload
 //! that changes nothing (a storm of SIGHUPs) touches nothing.
 //!

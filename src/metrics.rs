@@ -10,6 +10,7 @@
 //! | `zk_supervise_lease_remaining_seconds` | gauge: time left until the lease deadline `K` (0 if none) | |
 //! | `zk_supervise_worker_leading` | gauge: 1 if this node leads the worker | `worker` |
 //! | `zk_supervise_worker_running` | gauge: 1 if the worker's child runs on this node | `worker` |
+//! | `zk_supervise_worker_refused` | gauge: 1 if this node stays out of the election (grace period too long for the negotiated session) | `worker` |
 //! | `zk_supervise_worker_restarts_total` | counter: restarts of the child on this node | `worker` |
 //! | `zk_supervise_worker_handoffs_total` | counter: times this node gave the worker up | `worker` |
 //! | `zk_supervise_worker_health_check_failures_total` | counter | `worker` |
@@ -102,6 +103,7 @@ pub fn render(observer: &Observer) -> String {
     let lease_remaining = Gauge::<f64, AtomicU64>::default();
     let leading = Family::<WorkerLabel, Gauge>::default();
     let running = Family::<WorkerLabel, Gauge>::default();
+    let refused = Family::<WorkerLabel, Gauge>::default();
     let restarts = Family::<WorkerLabel, Counter>::default();
     let handoffs = Family::<WorkerLabel, Counter>::default();
     let health = Family::<WorkerLabel, Counter>::default();
@@ -126,6 +128,11 @@ pub fn render(observer: &Observer) -> String {
         "worker_running",
         "Whether the worker's child runs on this node",
         running.clone(),
+    );
+    registry.register(
+        "worker_refused",
+        "Whether this node stays out of the worker's election: its grace period does not fit the negotiated session timeout",
+        refused.clone(),
     );
     registry.register(
         "worker_restarts",
@@ -167,6 +174,9 @@ pub fn render(observer: &Observer) -> String {
         running
             .get_or_create(&label)
             .set(i64::from(matches!(state, State::Running { .. })));
+        refused
+            .get_or_create(&label)
+            .set(i64::from(matches!(state, State::Refused { .. })));
         let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
         restarts
             .get_or_create(&label)

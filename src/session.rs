@@ -260,9 +260,6 @@ fn answered<T>(result: &Result<T, zk::Error>) -> bool {
 /// A problem that stops the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    /// The negotiated session timeout is too short for a worker's grace period.
-    #[error("{0}")]
-    GraceDoesNotFit(crate::config::ConfigError),
     /// ZooKeeper does not let this identity create znodes under the root.
     #[error("zookeeper refused user {user:?} (scheme {scheme}) under {root}: {error}; check the password in {file} and the ACL of {root}")]
     Refused {
@@ -354,9 +351,11 @@ pub async fn run(
             check_access(&session, &config.zookeeper.root, creds, auth).await?;
         }
         let timeout = session.timeout();
+        // Workers that do not fit stay out of their elections for this session (see
+        // `worker::State::Refused`); the others run. Exiting would leave them all down for good under
+        // systemd's RestartPreventExitStatus=78.
         if let Err(e) = config.check_grace_against(timeout) {
-            tracing::error!(timeout = ?timeout, "the server negotiated a session timeout too short for the configured grace periods");
-            return Err(SessionError::GraceDoesNotFit(e));
+            tracing::error!(timeout = ?timeout, "the server negotiated a session timeout too short for some grace periods; those workers stay out of their elections on this node: {e}");
         }
         tracing::info!(session = %format!("{:#x}", session.id), timeout = ?timeout, "zookeeper session established");
         sessions.send_replace(Some(session.clone()));

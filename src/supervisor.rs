@@ -54,8 +54,7 @@ impl RunError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            RunError::Session(SessionError::GraceDoesNotFit(_) | SessionError::Tls(_))
-                | RunError::Credentials(_)
+            RunError::Session(SessionError::Tls(_)) | RunError::Credentials(_)
         )
     }
 }
@@ -470,7 +469,8 @@ impl Plan {
 pub fn joined_and_leading(state: &State) -> (bool, bool) {
     match state {
         State::Connecting | State::Stopped => (false, false),
-        State::Following { .. } => (true, false),
+        // Settled for this session: readiness does not wait for it.
+        State::Following { .. } | State::Refused { .. } => (true, false),
         State::Leading | State::Running { .. } | State::Stopping => (true, true),
     }
 }

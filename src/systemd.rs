@@ -24,18 +24,25 @@ pub async fn report(observer: Arc<Observer>, stop: CancellationToken) {
         changed.as_mut().enable();
         let session_up = observer.sessions.borrow().is_some();
         let workers = observer.workers();
-        let (mut joined, mut leading) = (0, 0);
+        let (mut joined, mut leading, mut refused) = (0, 0, 0);
         for (_, shared) in &workers {
-            let (j, l) = joined_and_leading(&shared.state.borrow());
+            let state = shared.state.borrow();
+            let (j, l) = joined_and_leading(&state);
             joined += usize::from(j);
             leading += usize::from(l);
+            refused += usize::from(matches!(*state, crate::worker::State::Refused { .. }));
         }
         if !ready && session_up && joined == workers.len() {
             ready = true;
             let _ = sd_notify::notify(&[NotifyState::Ready]);
             tracing::info!(workers = workers.len(), "ready: every election joined");
         }
-        let status = if session_up {
+        let status = if session_up && refused > 0 {
+            format!(
+                "leading {leading} of {} workers; {refused} refused: grace period too long for the negotiated session timeout",
+                workers.len()
+            )
+        } else if session_up {
             format!("leading {leading} of {} workers", workers.len())
         } else {
             format!(

@@ -78,6 +78,10 @@ pub enum State {
     Stopping,
     /// Terminal: shut down; the child is stopped and the candidate deleted.
     Stopped,
+    /// Intermediate: the session's negotiated timeout leaves no room for this worker's grace period
+    /// (at most `max_grace`), so this node stays out of its election and leaves it to nodes whose
+    /// sessions fit. Left when the session ends (the next may fit) or the worker is reloaded.
+    Refused { max_grace: Duration },
 }
 
 /// What the worker task needs from the daemon.
@@ -166,7 +170,14 @@ pub async fn run(
             },
             () = job.cancel.cancelled() => break,
         };
-        match job.serve(&session).await {
+        let max_grace =
+            crate::lease::max_grace_period(session.timeout(), session.lease.ping_wait());
+        let served = if job.worker.grace_period > max_grace {
+            job.refuse(&session, max_grace).await
+        } else {
+            job.serve(&session).await
+        };
+        match served {
             Served::Shutdown => break,
             Served::SessionEnded => {
                 // Wait for the channel to move on from this session.
@@ -351,6 +362,24 @@ impl Job {
     }
 
     /// Everything this worker does within one session.
+    /// Stays out of the election for this session: the worker's grace period does not fit the lease
+    /// of the timeout the server negotiated. Joining would let this node lead a worker it can never
+    /// start. Exiting (78) would leave the node's other workers down for good under systemd.
+    async fn refuse(&self, session: &Session, max_grace: Duration) -> Served {
+        self.set(State::Refused { max_grace });
+        tracing::error!(
+            worker = self.name(),
+            grace_period = ?self.worker.grace_period,
+            max_grace = ?max_grace,
+            session_timeout = ?session.timeout(),
+            "not joining the election: the negotiated session timeout is too short for this worker's grace period; other nodes run it (shorten grace_period or raise maxSessionTimeout on the ZooKeeper servers)"
+        );
+        tokio::select! {
+            () = session.ended() => Served::SessionEnded,
+            () = self.cancel.cancelled() => Served::Shutdown,
+        }
+    }
+
     async fn serve(&self, session: &Arc<Session>) -> Served {
         let dir = format!("{}/{}", self.ctx.root, self.worker.name);
         let data = serde_json::Value::Object(self.ctx.base.clone())

@@ -299,3 +299,36 @@ fn the_child_inherits_no_descriptor_but_its_standard_streams() {
     fds.sort_unstable();
     assert_eq!(fds, [0, 1, 2], "the child inherited descriptors");
 }
+
+#[test]
+fn a_negotiated_timeout_too_short_for_one_grace_period_refuses_that_worker_and_runs_the_others() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("refused");
+    // Requested 10 s: a 3 s grace fits `check` (bound 5 s with the 200 ms tick). The test servers grant
+    // at most 4 s, whose bound is 2 s: this node must stay out of "big" and still run "small".
+    let big = WorkerSpec::new("big", witness.command()).grace_period("3s");
+    let small = WorkerSpec::new("small", witness.command()).grace_period("500ms");
+    let toml = config(&zk.connect_string(), &root, "10s", &[big, small]);
+    let a = Supervisor::start(&toml, "a");
+    witness.wait_live("small", Some("a"), Duration::from_secs(20));
+    a.wait_log("not joining the election", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(1)); // nothing more must happen: no exit, no candidate
+    assert!(!a.has_exited(), "the daemon exited:\n{}", a.log());
+    let queue = block_on(async {
+        let client = zk_client(&zk.connect_string()).await;
+        candidates(&client, &format!("{root}/big")).await
+    });
+    assert!(queue.is_empty(), "a joined big's election: {queue:?}");
+    assert!(
+        witness.history("big").is_empty(),
+        "{}",
+        witness.timeline("big")
+    );
+    assert_eq!(
+        witness.history("small").len(),
+        1,
+        "{}",
+        witness.timeline("small")
+    );
+}

@@ -3,7 +3,8 @@
 //!
 //! The guard does the process-group work (signals, grace, SIGKILL, reaping); this side only talks to it
 //! over the control socket, so nothing here can leave a child running if the supervisor stops running.
-//! A guard that dies without reporting leaves its child's tree to the spawner that forked it, and
+//! Health checks run under a guard too ([`run_check`]), with the worker's credentials and directory. A
+//! guard that dies without reporting leaves its child's tree to the spawner that forked it, and
 //! [`Child::wait`] returns only once that spawner has killed it ([`crate::spawner`]).
 //!
 //! Output is read from the pipes directly rather than through a line-stream crate: a child may print
@@ -14,7 +15,6 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -22,7 +22,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufRead
 use tokio::net::unix::{pipe, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use crate::config::WorkerConfig;
+use crate::config::{HealthCheck, WorkerConfig};
 use crate::guard::{Cause, Spec};
 use crate::lease::Stamp;
 
@@ -295,47 +295,79 @@ impl Child {
     }
 }
 
-/// Runs a health check: `argv` with the worker's environment, in its own process group, stdin and
-/// output to /dev/null; `Err` with the reason when it exits non-zero, cannot start, or outlives
-/// `timeout` (then its whole group is SIGKILLed).
+/// Runs `worker`'s health check under a guard, as the child runs: with the worker's `user`, `group`,
+/// `working_dir` and environment (plus `extra_env`), in a process group of its own, stdin and output
+/// to /dev/null, killed at the lease deadline or when the supervisor dies. `Err` with the reason when
+/// it exits non-zero, cannot start, or outlives `check.timeout` (then its whole tree is SIGKILLed).
+/// Whatever it leaves running when it exits is SIGKILLed too: nothing of a check outlives it.
+///
+/// A check the lease no longer leaves room for is not run, and counts as passed: the lease's end
+/// stops the child anyway.
 ///
 /// # Errors
 /// The reason the check failed.
+///
+/// # Cancellation safety
+/// Dropping the future kills the check and everything it started (the guard sees its control socket
+/// close).
 pub async fn run_check(
-    argv: &[String],
-    timeout: Duration,
-    worker_env: &std::collections::BTreeMap<String, String>,
+    worker: &WorkerConfig,
+    check: &HealthCheck,
     extra_env: &[(&str, String)],
+    lease: &crate::lease::Lease,
 ) -> Result<(), String> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err("empty command".into());
+    let program = check.command.first().map_or("", String::as_str);
+    let devnull = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("open /dev/null: {e}"))?;
+    let devnull = OwnedFd::from(devnull);
+    let spec = Spec {
+        worker: worker.name.clone(),
+        argv: check.command.clone(),
+        env: worker
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
+            .collect(),
+        working_dir: worker
+            .working_dir
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        user: worker.user.clone(),
+        group: worker.group.clone(),
+        // No grace: a check that is stopped has failed, and what it leaves behind goes at once.
+        stop_signal: nix::sys::signal::Signal::SIGKILL as i32,
+        grace_ms: 0,
+        deadline_ns: 0,
+        nofile: CHILD_NOFILE.get().copied(),
+        shared_deadline: false,
     };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .envs(worker_env)
-        .envs(extra_env.iter().map(|(k, v)| (*k, v)))
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| format!("spawn {program}: {e}"))?;
-    let pid = child.id();
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(format!("{program}: {status}")),
-        Ok(Err(e)) => Err(format!("{program}: {e}")),
+    let until = tokio::time::Instant::now() + check.timeout;
+    let timed_out = || format!("{program}: no answer within {:?}", check.timeout);
+    let mut child =
+        match tokio::time::timeout_at(until, Child::start(spec, &devnull, &devnull, lease)).await {
+            Ok(Ok(child)) => child,
+            Ok(Err(SpawnError::Lease)) => return Ok(()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            // Dropped half-started: the guard kills whatever it started.
+            Err(_) => return Err(timed_out()),
+        };
+    drop(devnull);
+    let ended = match tokio::time::timeout_at(until, child.wait()).await {
+        Ok(ended) => ended,
         Err(_) => {
-            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            let _ = child.wait().await;
-            Err(format!("{program}: no answer within {timeout:?}"))
+            child.kill().await;
+            // The guard answers once the tree is gone; if it cannot, dropping `child` leaves it to
+            // the guard all the same.
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+            return Err(timed_out());
         }
+    };
+    match ended.exit {
+        Exit::Code(0) => Ok(()),
+        exit => Err(format!("{program}: {exit}")),
     }
 }
 

@@ -405,11 +405,15 @@ impl Guard {
     /// does for a unit's cgroup, every process of the child's tree gets the stop signal.
     fn signal_group(&mut self, sig: Signal, cause: Cause) {
         self.stopping = Some(cause);
+        // Read the tree before signalling the group: a process of the group that dies of the signal
+        // hands its children on to the guard, and one in the middle of that move would be missed.
+        let outside: Vec<Pid> = descendants_of(Pid::this())
+            .into_iter()
+            .filter(|&pid| nix::unistd::getpgid(Some(pid)).is_ok_and(|g| g != self.child))
+            .collect();
         let _ = killpg(self.child, sig);
-        for pid in descendants_of(Pid::this()) {
-            if nix::unistd::getpgid(Some(pid)).is_ok_and(|g| g != self.child) {
-                let _ = kill(pid, sig);
-            }
+        for pid in outside {
+            let _ = kill(pid, sig);
         }
         if self.kill_at.is_none() {
             self.kill_at = Some(Stamp::now().plus(self.grace).min(self.deadline));

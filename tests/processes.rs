@@ -189,7 +189,7 @@ fn a_program_in_a_session_of_its_own_stops_gracefully() {
     let root = unique_root("setsid-wait");
     let (command, env) = via_env(
         "setsid --wait",
-        &witness.command_with("trap 'echo stopping gracefully; exit 0' TERM")[2],
+        &witness.command_with("trap 'echo stopping gracefully; exit 0' TERM; echo trap set")[2],
     );
     let worker = WorkerSpec::new("w", command)
         .grace_period(GRACE)
@@ -201,6 +201,8 @@ fn a_program_in_a_session_of_its_own_stops_gracefully() {
         conn.pid,
         "the program has a group of its own"
     );
+    // Stop it once it can stop gracefully.
+    a.wait_log("trap set", Duration::from_secs(5));
     let took = stop_time(&mut a, &witness, &conn);
     assert!(
         took < WELL_UNDER_GRACE,

@@ -797,8 +797,8 @@ mod tests {
             spawn(&true_spec, within_grace),
             Err(NotStarted::Lease)
         ));
-        let lease = crate::lease::Lease::new(Duration::from_secs(10));
-        lease.renew(Stamp::now());
+        let lease = crate::lease::Lease::new(Duration::from_secs(10), Duration::from_millis(200));
+        lease.started(Stamp::now());
         let page = lease.shared().expect("a shared page");
         let view = DeadlineView::map(page.fd()).expect("map the page");
         let renewed = LeaseAtExec {

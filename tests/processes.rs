@@ -147,8 +147,8 @@ fn stop_time(a: &mut Supervisor, witness: &Witness, conn: &Conn) -> Duration {
 }
 
 /// The grace period of the tests below, and what "well under it" means.
-const GRACE: &str = "2s";
-const WELL_UNDER_GRACE: Duration = Duration::from_secs(1);
+const GRACE: &str = "1800ms";
+const WELL_UNDER_GRACE: Duration = Duration::from_millis(900);
 
 /// Issue 11, 5b: the child moves itself out of its process group (here into its guard's, the only other
 /// group it can join): the stop signal must still reach it, not only SIGKILL at the end of the grace.

@@ -308,11 +308,12 @@ fn nothing_of_a_health_check_survives_it() {
          while [ ! -s $d/own-session ]; do sleep 0.01; done; \
          if [ $n = 0 ]; then exec sleep 1000; fi"
     );
-    let worker = WorkerSpec::new("w", witness.command()).extra(&health_check(&check, "1s", "1s"));
+    let worker =
+        WorkerSpec::new("w", witness.command()).extra(&health_check(&check, "1500ms", "1500ms"));
     let a = Supervisor::start(&config(&zk.connect_string(), &root, S, &[worker]), "a");
     witness.wait_live("w", Some("a"), Duration::from_secs(20));
     a.wait_log("health check failed", Duration::from_secs(10));
-    assert!(a.log().contains("no answer within 1s"), "{}", a.log());
+    assert!(a.log().contains("no answer within 1.5s"), "{}", a.log());
     let run = |n: usize| dir.path().join(format!("run{n}"));
     wait_until(
         Duration::from_secs(10),
@@ -329,12 +330,16 @@ fn nothing_of_a_health_check_survives_it() {
             assert!(gone, "run {n}: the {what} process {pid} survived the check");
         }
     }
-    // The passing runs do not count as failures: one failure, the timeout.
-    assert_eq!(
-        a.log().matches("health check failed").count(),
-        1,
-        "{}",
-        a.log()
+    // Killing what a passing run left behind does not make it fail: every failure is a timeout (the
+    // first run's; on a loaded host a later run may be slow too).
+    let log = a.log();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("health check failed"))
+        .collect();
+    assert!(
+        failures.iter().all(|l| l.contains("no answer within")),
+        "{log}"
     );
     assert_eq!(witness.history("w").len(), 1, "{}", witness.timeline("w"));
 }

@@ -12,9 +12,11 @@
 //!
 //! * **fd 0** is one end of a Unix socket pair whose other end only the supervisor holds. Down it come
 //!   the child's spec and stop requests (and lease deadlines, `lease <K>`, when there is no shared
-//!   page); up it go `started <pid>`, `failed <why>` and `exited <status> <cause>`. When it reads
-//!   end-of-file the supervisor is gone (killed, crashed, OOM): the guard SIGKILLs the child's process
-//!   group at once.
+//!   page); up it go `guard <own pid>` (first, so that the supervisor can have the spawner sweep after
+//!   a guard that dies without reporting: see [`crate::spawner`]), `started <pid>`, `failed <why>`,
+//!   `refused <why>` (the lease no longer holds for the grace period) and `exited <status> <cause>`.
+//!   When it reads end-of-file the supervisor is gone (killed, crashed, OOM): the guard SIGKILLs the
+//!   child's process group, and every other descendant, at once.
 //! * **fd 3**, mapped read-only and then closed, is the session's deadline page
 //!   ([`crate::lease::SharedDeadline`]): the supervisor stores every renewal there, and the guard reads
 //!   it whenever it wakes up. Renewals therefore cost the guard nothing: at idle it wakes about once per
@@ -25,10 +27,17 @@
 //!   time of the next lease action: the stop signal to the group at `K - grace_period`, SIGKILL at `K`.
 //!   (A poll timeout would run on the monotonic clock, which stops while the host is suspended.)
 //!
-//! The child runs in its own process group (so a stop reaches its whole tree) with
-//! `PR_SET_PDEATHSIG(SIGKILL)` set from the guard's only thread (so a SIGKILLed guard takes its direct
-//! child with it). The guard is a child subreaper: a grandchild that double-forks out of the group is
-//! re-parented to the guard, which kills every remaining descendant before it reports the exit.
+//! The child runs in its own process group with `PR_SET_PDEATHSIG(SIGKILL)` set from the guard's only
+//! thread (so a SIGKILLed guard takes its direct child with it). The guard is a child subreaper: a
+//! grandchild that double-forks out of the group is re-parented to the guard. The stop signal goes to
+//! the group and to every descendant outside it (the child itself if it left its group, a program a
+//! `setsid --wait` or `sudo` wrapper runs in a session of its own), so none of them waits for SIGKILL
+//! without having had it; and the guard reports the exit only once the child, its group and every other
+//! descendant are gone (SIGKILLed at the end of the grace period if need be).
+//!
+//! The lease is checked when the spec arrives and again in the forked child just before `exec`, after
+//! the `user` and `group` lookups (NSS: LDAP or SSSD can block for seconds while the network is down)
+//! and the `chdir`: a child starts only while `K` is more than the grace period away.
 //! The guard runs in a process group of its own and ignores SIGINT, SIGTERM, SIGHUP, SIGQUIT and the job
 //! control signals: a Ctrl-C or Ctrl-Z in the supervisor's terminal must neither bypass the grace period
 //! nor freeze enforcement. The child starts with an empty signal mask and default dispositions, and its
@@ -137,7 +146,7 @@ struct Guard {
     /// `K`: stop signal at `K - grace`, SIGKILL at `K`.
     deadline: Stamp,
     /// The session's shared deadline page, read whenever the guard wakes up.
-    view: Option<DeadlineView>,
+    view: Option<&'static DeadlineView>,
     /// When a requested stop turns into SIGKILL.
     kill_at: Option<Stamp>,
     /// Whether the stop signal went to the group, and why.
@@ -147,8 +156,12 @@ struct Guard {
 }
 
 impl Guard {
-    /// Reads the spec and starts the child; on failure reports `failed <why>` and returns `Err`.
+    /// Reads the spec and starts the child; on failure reports `failed <why>` (or `refused <why>` when
+    /// the lease no longer holds for the grace period) and returns `Err`.
     fn start(mut control: UnixStream) -> Result<Guard, ()> {
+        // First of all, who we are: should this guard be killed before it reports the child's end, the
+        // supervisor asks the spawner to sweep what came back to it from this pid (see `crate::spawner`).
+        let _ = control.write_all(format!("guard {}\n", std::process::id()).as_bytes());
         let mut inbox = Vec::new();
         let spec: Spec = match read_line(&mut control, &mut inbox)
             .ok()
@@ -162,20 +175,14 @@ impl Guard {
         let fail = |control: &mut UnixStream, why: String| {
             let _ = control.write_all(format!("failed {}\n", why.replace('\n', " ")).as_bytes());
         };
-        if Stamp::now() >= Stamp(spec.deadline_ns) {
-            fail(
-                &mut control,
-                "the lease ended before the child could start".into(),
-            );
-            return Err(());
-        }
         let view = if spec.shared_deadline {
             // SAFETY: the supervisor put the session's deadline page on fd 3; it is ours alone.
             let fd = unsafe { OwnedFd::from_raw_fd(3) };
             let view = DeadlineView::map(fd.as_fd());
             drop(fd); // the mapping stays; the child must not inherit the descriptor
             match view {
-                Ok(v) => Some(v),
+                // Never unmapped: the forked child reads it too, just before `exec`.
+                Ok(v) => Some(&*Box::leak(Box::new(v))),
                 Err(e) => {
                     fail(&mut control, format!("map the lease page: {e}"));
                     return Err(());
@@ -184,6 +191,15 @@ impl Guard {
         } else {
             None
         };
+        let lease = LeaseAtExec {
+            deadline: Stamp(spec.deadline_ns),
+            view,
+            grace: Duration::from_millis(spec.grace_ms),
+        };
+        if !lease.holds() {
+            let _ = control.write_all(REFUSED.as_bytes());
+            return Err(());
+        }
         let stop_signal = Signal::try_from(spec.stop_signal).unwrap_or(Signal::SIGTERM);
         for sig in IGNORED {
             // SAFETY: SIG_IGN installs no handler code.
@@ -213,9 +229,13 @@ impl Guard {
             fail(&mut control, format!("PR_SET_CHILD_SUBREAPER: {e}"));
             return Err(());
         }
-        let child = match spawn(&spec) {
+        let child = match spawn(&spec, lease) {
             Ok(pid) => pid,
-            Err(why) => {
+            Err(NotStarted::Lease) => {
+                let _ = control.write_all(REFUSED.as_bytes());
+                return Err(());
+            }
+            Err(NotStarted::Failed(why)) => {
                 fail(&mut control, why);
                 return Err(());
             }
@@ -234,7 +254,7 @@ impl Guard {
             child,
             stop_signal,
             grace: Duration::from_millis(spec.grace_ms),
-            deadline: Stamp(spec.deadline_ns),
+            deadline: lease.deadline,
             view,
             kill_at: None,
             stopping: None,
@@ -251,8 +271,8 @@ impl Guard {
             }
             self.act_on_deadlines();
             self.reap();
-            if self.status.is_some() && group_is_gone(self.child) {
-                self.kill_descendants();
+            if self.status.is_some() && group_is_gone(self.child) && own_children().is_empty() {
+                // The child, its group and every process that left the group are gone.
                 return self.report();
             }
             let timeout = self.arm_timer();
@@ -378,9 +398,23 @@ impl Guard {
         next
     }
 
+    /// Sends `sig` to the child's process group, and to every descendant that is not in it: the child
+    /// itself if it left its group, and whatever a `setsid()` or `setpgid()` took out of it (a
+    /// `setsid --wait` wrapper's command, `sudo`'s with a pty, a daemonized grandchild). Without that,
+    /// those would get no stop signal at all, only SIGKILL at the end of the grace period. As systemd
+    /// does for a unit's cgroup, every process of the child's tree gets the stop signal.
     fn signal_group(&mut self, sig: Signal, cause: Cause) {
         self.stopping = Some(cause);
+        // Read the tree before signalling the group: a process of the group that dies of the signal
+        // hands its children on to the guard, and one in the middle of that move would be missed.
+        let outside: Vec<Pid> = descendants_of(Pid::this())
+            .into_iter()
+            .filter(|&pid| nix::unistd::getpgid(Some(pid)).is_ok_and(|g| g != self.child))
+            .collect();
         let _ = killpg(self.child, sig);
+        for pid in outside {
+            let _ = kill(pid, sig);
+        }
         if self.kill_at.is_none() {
             self.kill_at = Some(Stamp::now().plus(self.grace).min(self.deadline));
         }
@@ -400,12 +434,12 @@ impl Guard {
                 Ok(status) => {
                     if status.pid() == Some(self.child) {
                         self.status = Some(status);
-                        // The main process ended: the rest of its group follows it (SPEC §5: no process
-                        // of the group outlives the child), with the same grace.
+                        // The main process ended: the rest of its group, and whatever left the group,
+                        // follows it (SPEC §5: no process of the group outlives the child), with the same
+                        // grace.
                         if self.stopping.is_none() {
-                            self.stopping = Some(Cause::Itself);
-                            let _ = killpg(self.child, self.stop_signal);
                             self.kill_at = Some(Stamp::now().plus(self.grace).min(self.deadline));
+                            self.signal_group(self.stop_signal, Cause::Itself);
                         }
                     }
                 }
@@ -421,18 +455,20 @@ impl Guard {
         }
     }
 
-    /// SIGKILLs whatever descendants are left (orphans that left the group and came back to us).
+    /// SIGKILLs every descendant left (the child's tree, and orphans that left the group and came back
+    /// to us), until none is left; gives up after 5 s (a process stuck in the kernel cannot die sooner).
     fn kill_descendants(&mut self) {
-        for _ in 0..50 {
-            let children = own_children();
-            if children.is_empty() {
+        let until = Stamp::now().plus(Duration::from_secs(5));
+        loop {
+            self.reap();
+            let left = descendants_of(Pid::this());
+            if left.is_empty() || Stamp::now() >= until {
                 return;
             }
-            for pid in children {
+            for pid in left {
                 let _ = kill(pid, Signal::SIGKILL);
             }
             std::thread::sleep(Duration::from_millis(2));
-            self.reap();
         }
     }
 
@@ -448,6 +484,48 @@ impl Guard {
         let _ = self.control.write_all(report.as_bytes());
         0
     }
+}
+
+/// What the guard answers instead of `failed` when the lease no longer holds for the grace period:
+/// not a failure of the command, and the supervisor waits for a renewal rather than counting it.
+const REFUSED: &str = "refused the lease ended before the child could start\n";
+
+/// The `errno` the forked child reports when it finds the lease over just before `exec`: one no
+/// step of starting a command (`setgroups`, `setuid`, `setrlimit`, `chdir`, `execve`) can fail with.
+const LEASE_OVER: i32 = nix::libc::ETIME;
+
+/// The lease as the guard, and the forked child just before `exec`, check it: `K` from the spec, or
+/// later if the shared page moved since. The child starts only if `K` is more than the grace
+/// period away, as the supervisor checked before asking (SPEC §5); a child started later would get
+/// its stop signal at once.
+#[derive(Clone, Copy)]
+struct LeaseAtExec {
+    deadline: Stamp,
+    view: Option<&'static DeadlineView>,
+    grace: Duration,
+}
+
+// SAFETY: the view is a read-only mapping that is never unmapped, read only through an atomic; the
+// value is only used by the guard's one thread and, after `fork`, by the child's.
+unsafe impl Send for LeaseAtExec {}
+// SAFETY: as above.
+unsafe impl Sync for LeaseAtExec {}
+
+impl LeaseAtExec {
+    fn holds(&self) -> bool {
+        let k = self
+            .view
+            .map_or(self.deadline, |v| self.deadline.max(v.load()));
+        Stamp::now().plus(self.grace) < k
+    }
+}
+
+/// Why [`spawn`] started nothing.
+enum NotStarted {
+    /// The lease no longer held for the grace period when the child was about to `exec`.
+    Lease,
+    /// A message for the log (`spawn /bin/x: No such file or directory`).
+    Failed(String),
 }
 
 /// Signals the guard ignores: it answers only to its control socket. A Ctrl-C or Ctrl-Z in the
@@ -473,13 +551,42 @@ fn group_is_gone(pgid: Pid) -> bool {
 
 /// The guard's own children, from `/proc`.
 fn own_children() -> Vec<Pid> {
-    let me = std::process::id();
-    std::fs::read_to_string(format!("/proc/{me}/task/{me}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .map(Pid::from_raw)
+    children_of(Pid::this())
+}
+
+/// The children of `pid` (of all its threads), from `/proc/<pid>/task/*/children`, zombies included.
+pub(crate) fn children_of(pid: Pid) -> Vec<Pid> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .map(Pid::from_raw)
+                .collect::<Vec<_>>()
+        })
         .collect()
+}
+
+/// Every descendant of `pid`, parents before their children. A snapshot: a process may fork or exit
+/// while the tree is read, which is why callers look again until nothing is left.
+pub(crate) fn descendants_of(pid: Pid) -> Vec<Pid> {
+    let mut seen = std::collections::HashSet::from([pid]);
+    let mut found: Vec<Pid> = Vec::new();
+    let mut queue = vec![pid];
+    // A bound against a tree that grows as fast as it is read (a fork bomb): the callers loop anyway.
+    while let Some(parent) = queue.pop() {
+        for child in children_of(parent) {
+            if seen.insert(child) && found.len() < 100_000 {
+                found.push(child);
+                queue.push(child);
+            }
+        }
+    }
+    found
 }
 
 /// Reads one line from the socket into `inbox`; `Ok(None)` at end of file.
@@ -502,8 +609,12 @@ struct Credentials {
     uid: Uid,
     gid: Gid,
     groups: Vec<Gid>,
+    /// `HOME`, `USER` and `LOGNAME` for the child, when it runs as a `user`.
+    home: Option<(std::path::PathBuf, String)>,
 }
 
+/// Resolves `user` and `group` (NSS lookups: files, but also LDAP or SSSD, which can block for
+/// seconds while the network is down; that is why [`spawn`] checks the lease again afterwards).
 fn credentials(spec: &Spec) -> Result<Option<Credentials>, String> {
     let user = match &spec.user {
         None => None,
@@ -527,6 +638,7 @@ fn credentials(spec: &Spec) -> Result<Option<Credentials>, String> {
             uid: Uid::current(),
             gid,
             groups: vec![gid],
+            home: None,
         }),
         (Some(u), group) => {
             let gid = group.unwrap_or(u.gid);
@@ -540,24 +652,29 @@ fn credentials(spec: &Spec) -> Result<Option<Credentials>, String> {
                 uid: u.uid,
                 gid,
                 groups,
+                home: Some((u.dir, u.name)),
             })
         }
     })
 }
 
-/// Starts the child; on failure, a message for the log (`spawn /bin/x: No such file or directory`).
-fn spawn(spec: &Spec) -> Result<Pid, String> {
+/// Starts the child, unless the lease no longer holds for the grace period just before `exec`.
+fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> {
     let Some((program, args)) = spec.argv.split_first() else {
-        return Err("empty command".into());
+        return Err(NotStarted::Failed("empty command".into()));
     };
     if let Some(dir) = &spec.working_dir {
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("working_dir {dir}: not a directory")),
-            Err(e) => return Err(format!("working_dir {dir}: {e}")),
+            Ok(_) => {
+                return Err(NotStarted::Failed(format!(
+                    "working_dir {dir}: not a directory"
+                )))
+            }
+            Err(e) => return Err(NotStarted::Failed(format!("working_dir {dir}: {e}"))),
         }
     }
-    let creds = credentials(spec)?;
+    let creds = credentials(spec).map_err(NotStarted::Failed)?;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -568,14 +685,8 @@ fn spawn(spec: &Spec) -> Result<Pid, String> {
     if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
     }
-    if let Some(u) = spec
-        .user
-        .as_ref()
-        .and_then(|name| User::from_name(name).ok().flatten())
-    {
-        cmd.env("HOME", &u.dir)
-            .env("USER", &u.name)
-            .env("LOGNAME", &u.name);
+    if let Some((home, name)) = creds.as_ref().and_then(|c| c.home.as_ref()) {
+        cmd.env("HOME", home).env("USER", name).env("LOGNAME", name);
     }
     let guard_pid = nix::unistd::getpid();
     let nofile = spec.nofile;
@@ -600,6 +711,11 @@ fn spawn(spec: &Spec) -> Result<Pid, String> {
             if nix::unistd::getppid() != guard_pid {
                 // The guard died before PR_SET_PDEATHSIG was in place.
                 return Err(io::Error::other("guard exited"));
+            }
+            // The last moment before the command runs: the lookups above, a `chdir` on a hung
+            // network file system or a busy host may have taken the time the lease had left.
+            if !lease.holds() {
+                return Err(io::Error::from_raw_os_error(LEASE_OVER));
             }
             // No descriptor but stdin, stdout and stderr reaches the worker: whatever the supervisor
             // inherited from its own parent without close-on-exec gets it now. (Marked, not closed:
@@ -629,6 +745,82 @@ fn spawn(spec: &Spec) -> Result<Pid, String> {
     match cmd.spawn() {
         #[allow(clippy::cast_possible_wrap)]
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
-        Err(e) => Err(format!("spawn {program}: {e}")),
+        Err(e) if e.raw_os_error() == Some(LEASE_OVER) => Err(NotStarted::Lease),
+        Err(e) => Err(NotStarted::Failed(format!("spawn {program}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(argv: &[&str]) -> Spec {
+        // A user to look up, as a worker with `user` has: the lookups come before the last check.
+        let me = User::from_uid(Uid::current())
+            .expect("look up the current user")
+            .expect("a user");
+        Spec {
+            worker: "w".into(),
+            argv: argv.iter().map(|&a| a.to_owned()).collect(),
+            env: Vec::new(),
+            working_dir: None,
+            user: Some(me.name),
+            group: None,
+            stop_signal: Signal::SIGTERM as i32,
+            grace_ms: 1000,
+            deadline_ns: 0,
+            nofile: None,
+            shared_deadline: false,
+        }
+    }
+
+    /// Issue 11, 5a: the guard checks the lease when the spec arrives, but resolving `user` and `group`
+    /// (NSS: LDAP, SSSD) can block for seconds after that. `spawn` checks it again in the forked child,
+    /// after those lookups and just before `exec`, and starts nothing once it no longer holds for the
+    /// grace period; a renewal on the shared page since the spec was sent counts.
+    #[test]
+    fn the_lease_is_checked_again_just_before_exec() {
+        let true_spec = spec(&["/bin/true"]);
+        let grace = Duration::from_secs(1);
+        let lapsed = LeaseAtExec {
+            deadline: Stamp::now(),
+            view: None,
+            grace,
+        };
+        assert!(matches!(spawn(&true_spec, lapsed), Err(NotStarted::Lease)));
+        let within_grace = LeaseAtExec {
+            deadline: Stamp::now().plus(grace / 2),
+            view: None,
+            grace,
+        };
+        assert!(matches!(
+            spawn(&true_spec, within_grace),
+            Err(NotStarted::Lease)
+        ));
+        let lease = crate::lease::Lease::new(Duration::from_secs(10), Duration::from_millis(200));
+        lease.started(Stamp::now());
+        let page = lease.shared().expect("a shared page");
+        let view = DeadlineView::map(page.fd()).expect("map the page");
+        let renewed = LeaseAtExec {
+            deadline: Stamp::now(),
+            view: Some(Box::leak(Box::new(view))),
+            grace,
+        };
+        let child = match spawn(&true_spec, renewed) {
+            Ok(pid) => pid,
+            Err(NotStarted::Lease) => panic!("refused under a renewed lease"),
+            Err(NotStarted::Failed(why)) => panic!("{why}"),
+        };
+        assert_eq!(waitpid(child, None), Ok(WaitStatus::Exited(child, 0)));
+        // A command that cannot start is still reported as such, not as the lease.
+        let missing = LeaseAtExec {
+            deadline: Stamp::now().plus(Duration::from_secs(60)),
+            view: None,
+            grace,
+        };
+        assert!(matches!(
+            spawn(&spec(&["/nonexistent/x"]), missing),
+            Err(NotStarted::Failed(why)) if why.contains("No such file")
+        ));
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! The guard does the process-group work (signals, grace, SIGKILL, reaping); this side only talks to it
 //! over the control socket, so nothing here can leave a child running if the supervisor stops running.
+//! Health checks run under a guard too ([`run_check`]), with the worker's credentials and directory. A
+//! guard that dies without reporting leaves its child's tree to the spawner that forked it, and
+//! [`Child::wait`] returns only once that spawner has killed it ([`crate::spawner`]).
 //!
 //! Output is read from the pipes directly rather than through a line-stream crate: a child may print
 //! invalid UTF-8 (decoded lossily here, never an error) and arbitrarily long lines (cut into pieces of at
@@ -11,8 +14,7 @@
 //! guard, not from the pipes).
 
 use std::io;
-use std::os::fd::AsRawFd;
-use std::process::Stdio;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -20,7 +22,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufRead
 use tokio::net::unix::{pipe, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use crate::config::WorkerConfig;
+use crate::config::{HealthCheck, WorkerConfig};
 use crate::guard::{Cause, Spec};
 use crate::lease::Stamp;
 
@@ -90,8 +92,12 @@ pub enum SpawnError {
 }
 
 enum Event {
+    /// The guard's own pid, its first words.
+    Guard(i32),
     Started(u32),
     Failed(String),
+    /// The lease no longer held for the grace period when the child was about to start.
+    Refused,
     Exited(Exit, Cause),
 }
 
@@ -105,6 +111,15 @@ pub struct Child {
     control: OwnedWriteHalf,
     events: mpsc::UnboundedReceiver<Event>,
     ended: Option<Ended>,
+    /// The guard, and the spawner it came from: if the guard dies without reporting, that spawner
+    /// kills what came back to it (see [`crate::spawner`]) before the child counts as ended.
+    guard: Guard,
+}
+
+/// A guard as the supervisor knows it.
+struct Guard {
+    pid: Option<i32>,
+    forked_by: crate::spawner::Forked,
 }
 
 impl Child {
@@ -119,35 +134,11 @@ impl Child {
         extra_env: &[(&str, String)],
         lease: &crate::lease::Lease,
     ) -> Result<Child, SpawnError> {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         let (stdout, stdout_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
         let (stderr, stderr_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-        let mut fds = vec![
-            theirs.as_raw_fd(),
-            stdout_w.as_raw_fd(),
-            stderr_w.as_raw_fd(),
-        ];
-        if let Some(shared) = lease.shared() {
-            fds.push(shared.fd().as_raw_fd());
-        }
         if !lease.holds_for(worker.grace_period) {
             return Err(SpawnError::Lease);
         }
-        crate::spawner::spawn_guard(&fds).await?;
-        // The guard has its copies now.
-        drop((theirs, stdout_w, stderr_w));
-        tokio::spawn(log_output(
-            worker.name.clone(),
-            "stdout",
-            pipe::Receiver::from_owned_fd(stdout)?,
-        ));
-        tokio::spawn(log_output(
-            worker.name.clone(),
-            "stderr",
-            pipe::Receiver::from_owned_fd(stderr)?,
-        ));
-        ours.set_nonblocking(true)?;
-        let (read, mut control) = tokio::net::UnixStream::from_std(ours)?.into_split();
         let env = worker
             .env
             .iter()
@@ -166,29 +157,77 @@ impl Child {
             group: worker.group.clone(),
             stop_signal: worker.stop_signal as i32,
             grace_ms: u64::try_from(worker.grace_period.as_millis()).unwrap_or(u64::MAX),
-            deadline_ns: lease.deadline().map_or(0, |k| k.0),
+            deadline_ns: 0,
             nofile: CHILD_NOFILE.get().copied(),
-            shared_deadline: lease.shared().is_some(),
+            shared_deadline: false,
         };
+        let stdout = pipe::Receiver::from_owned_fd(stdout)?;
+        let stderr = pipe::Receiver::from_owned_fd(stderr)?;
+        let started = Child::start(spec, &stdout_w, &stderr_w, lease).await;
+        // The guard has its copies of the write ends (or there is no guard): the readers see end of
+        // file when the child's whole tree is gone.
+        drop((stdout_w, stderr_w));
+        tokio::spawn(log_output(worker.name.clone(), "stdout", stdout));
+        tokio::spawn(log_output(worker.name.clone(), "stderr", stderr));
+        started
+    }
+
+    /// Asks the spawner for a guard with `stdout` and `stderr`, sends it `spec` (with the lease's
+    /// deadline and page filled in) and waits for its answer.
+    async fn start(
+        mut spec: Spec,
+        stdout: &OwnedFd,
+        stderr: &OwnedFd,
+        lease: &crate::lease::Lease,
+    ) -> Result<Child, SpawnError> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let mut fds = vec![theirs.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
+        if let Some(shared) = lease.shared() {
+            fds.push(shared.fd().as_raw_fd());
+        }
+        let forked_by = crate::spawner::spawn_guard(&fds).await?;
+        // The guard has its copy now.
+        drop(theirs);
+        ours.set_nonblocking(true)?;
+        let (read, mut control) = tokio::net::UnixStream::from_std(ours)?.into_split();
+        spec.deadline_ns = lease.deadline().map_or(0, |k| k.0);
+        spec.shared_deadline = lease.shared().is_some();
         let json = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
-        control
-            .write_all(format!("spec {json}\n").as_bytes())
-            .await?;
         let (tx, mut events) = mpsc::unbounded_channel();
         tokio::spawn(read_events(read, tx));
-        match events.recv().await {
-            Some(Event::Started(pid)) => Ok(Child {
-                pid,
-                started: Instant::now(),
-                control,
-                events,
-                ended: None,
-            }),
-            Some(Event::Failed(why)) => Err(SpawnError::Command(why)),
-            Some(Event::Exited(..)) | None => Err(SpawnError::Command(
-                "the guard exited before starting the command".into(),
-            )),
-        }
+        let mut guard = Guard {
+            pid: None,
+            forked_by,
+        };
+        // A guard that dies before it answers may be gone before it reads the spec: its end shows as
+        // the end of `events`, not as a failed write.
+        let _ = control.write_all(format!("spec {json}\n").as_bytes()).await;
+        let failure = loop {
+            match events.recv().await {
+                Some(Event::Guard(pid)) => guard.pid = Some(pid),
+                Some(Event::Started(pid)) => {
+                    return Ok(Child {
+                        pid,
+                        started: Instant::now(),
+                        control,
+                        events,
+                        ended: None,
+                        guard,
+                    })
+                }
+                Some(Event::Failed(why)) => break SpawnError::Command(why),
+                Some(Event::Refused) => break SpawnError::Lease,
+                Some(Event::Exited(..)) | None => {
+                    // Killed before it said whether the command started: whatever it started may have
+                    // left processes behind.
+                    guard.sweep().await;
+                    break SpawnError::Command(
+                        "the guard exited before starting the command".into(),
+                    );
+                }
+            }
+        };
+        Err(failure)
     }
 
     /// The child's process id (also its process group id).
@@ -234,7 +273,10 @@ impl Child {
                 Some(_) => {}
                 None => {
                     // The guard died without reporting (killed by hand, OOM): its direct child died with it
-                    // (parent-death signal), but the rest of the group may not have. Finish the job.
+                    // (parent-death signal), but the rest of its tree did not: the rest of the group, and
+                    // whatever left the group, came back to the spawner. Finish the job before anything
+                    // can start this worker again.
+                    self.guard.sweep().await;
                     kill_group(self.pid).await;
                     break (Exit::Unknown, Cause::Itself);
                 }
@@ -253,47 +295,79 @@ impl Child {
     }
 }
 
-/// Runs a health check: `argv` with the worker's environment, in its own process group, stdin and
-/// output to /dev/null; `Err` with the reason when it exits non-zero, cannot start, or outlives
-/// `timeout` (then its whole group is SIGKILLed).
+/// Runs `worker`'s health check under a guard, as the child runs: with the worker's `user`, `group`,
+/// `working_dir` and environment (plus `extra_env`), in a process group of its own, stdin and output
+/// to /dev/null, killed at the lease deadline or when the supervisor dies. `Err` with the reason when
+/// it exits non-zero, cannot start, or outlives `check.timeout` (then its whole tree is SIGKILLed).
+/// Whatever it leaves running when it exits is SIGKILLed too: nothing of a check outlives it.
+///
+/// A check the lease no longer leaves room for is not run, and counts as passed: the lease's end
+/// stops the child anyway.
 ///
 /// # Errors
 /// The reason the check failed.
+///
+/// # Cancellation safety
+/// Dropping the future kills the check and everything it started (the guard sees its control socket
+/// close).
 pub async fn run_check(
-    argv: &[String],
-    timeout: Duration,
-    worker_env: &std::collections::BTreeMap<String, String>,
+    worker: &WorkerConfig,
+    check: &HealthCheck,
     extra_env: &[(&str, String)],
+    lease: &crate::lease::Lease,
 ) -> Result<(), String> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err("empty command".into());
+    let program = check.command.first().map_or("", String::as_str);
+    let devnull = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("open /dev/null: {e}"))?;
+    let devnull = OwnedFd::from(devnull);
+    let spec = Spec {
+        worker: worker.name.clone(),
+        argv: check.command.clone(),
+        env: worker
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
+            .collect(),
+        working_dir: worker
+            .working_dir
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        user: worker.user.clone(),
+        group: worker.group.clone(),
+        // No grace: a check that is stopped has failed, and what it leaves behind goes at once.
+        stop_signal: nix::sys::signal::Signal::SIGKILL as i32,
+        grace_ms: 0,
+        deadline_ns: 0,
+        nofile: CHILD_NOFILE.get().copied(),
+        shared_deadline: false,
     };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .envs(worker_env)
-        .envs(extra_env.iter().map(|(k, v)| (*k, v)))
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| format!("spawn {program}: {e}"))?;
-    let pid = child.id();
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(format!("{program}: {status}")),
-        Ok(Err(e)) => Err(format!("{program}: {e}")),
+    let until = tokio::time::Instant::now() + check.timeout;
+    let timed_out = || format!("{program}: no answer within {:?}", check.timeout);
+    let mut child =
+        match tokio::time::timeout_at(until, Child::start(spec, &devnull, &devnull, lease)).await {
+            Ok(Ok(child)) => child,
+            Ok(Err(SpawnError::Lease)) => return Ok(()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            // Dropped half-started: the guard kills whatever it started.
+            Err(_) => return Err(timed_out()),
+        };
+    drop(devnull);
+    let ended = match tokio::time::timeout_at(until, child.wait()).await {
+        Ok(ended) => ended,
         Err(_) => {
-            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            let _ = child.wait().await;
-            Err(format!("{program}: no answer within {timeout:?}"))
+            child.kill().await;
+            // The guard answers once the tree is gone; if it cannot, dropping `child` leaves it to
+            // the guard all the same.
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+            return Err(timed_out());
         }
+    };
+    match ended.exit {
+        Exit::Code(0) => Ok(()),
+        exit => Err(format!("{program}: {exit}")),
     }
 }
 
@@ -317,13 +391,41 @@ async fn kill_group(pgid: u32) {
     );
 }
 
+impl Guard {
+    /// After the guard died without reporting: has its spawner kill every process that came back to
+    /// it, and waits for that. Logged, not returned: nothing better can be done than go on.
+    async fn sweep(&self) {
+        let Some(pid) = self.pid else {
+            tracing::error!(
+                "a guard died before it said who it was: processes of its child may survive"
+            );
+            return;
+        };
+        match self.forked_by.sweep(pid).await {
+            Ok(0) => {}
+            Ok(left) => tracing::error!(
+                guard = pid,
+                left,
+                "processes that came back from a dead guard survived SIGKILL for 5 s"
+            ),
+            Err(e) => tracing::error!(
+                guard = pid,
+                error = %e,
+                "the guard is gone and so is its spawner: processes that left the child's process group may survive"
+            ),
+        }
+    }
+}
+
 async fn read_events(read: tokio::net::unix::OwnedReadHalf, tx: mpsc::UnboundedSender<Event>) {
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let mut words = line.splitn(2, ' ');
         let event = match (words.next(), words.next()) {
+            (Some("guard"), Some(pid)) => pid.trim().parse().ok().map(Event::Guard),
             (Some("started"), Some(pid)) => pid.trim().parse().ok().map(Event::Started),
             (Some("failed"), Some(why)) => Some(Event::Failed(why.to_owned())),
+            (Some("refused"), _) => Some(Event::Refused),
             (Some("exited"), Some(rest)) => Some(parse_exited(rest)),
             _ => None,
         };

@@ -658,7 +658,7 @@ impl Job {
             tokio::select! {
                 () = tokio::time::sleep_until(next_check), if health.is_some() && check.is_none() => {
                     let h = health.expect("checked");
-                    check = Some(Box::pin(crate::process::run_check(&h.command, h.timeout, &self.worker.env, env)));
+                    check = Some(Box::pin(crate::process::run_check(&self.worker, h, env, &session.lease)));
                 }
                 result = async { check.as_mut().expect("checked").await }, if check.is_some() => {
                     check = None;

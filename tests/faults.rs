@@ -186,8 +186,19 @@ fn the_leaders_candidate_deleted_by_someone_else_stops_the_child_at_once() {
         "stopped {:?} after the deletion",
         stopped.duration_since(deleted)
     );
-    witness.wait_live("w", Some("b"), Duration::from_secs(10));
-    witness.assert_no_overlap("w");
+    let next = witness.wait_live("w", Some("b"), Duration::from_secs(10));
+    // A hand-deleted candidate makes b lead as of the deletion while a learns of it from its own
+    // notification: both race from the same moment, so the two may overlap by about a round trip
+    // (README, safety model). SIGKILL keeps that short; it is not the lease's promise.
+    if next.opened < stopped {
+        let overlap = stopped.duration_since(next.opened);
+        println!("overlap after a deletion by hand: {overlap:?}");
+        assert!(
+            overlap < Duration::from_millis(250),
+            "overlap {overlap:?}\n{}",
+            witness.timeline("w")
+        );
+    }
     wait_queue(
         &zk.connect_string(),
         &path,

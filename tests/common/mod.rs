@@ -19,6 +19,8 @@
 //! started through a [`Witness`] command exit by themselves when the witness goes away.
 #![allow(dead_code)]
 
+pub mod quorum;
+
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::fmt::Write as _;

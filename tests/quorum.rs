@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::quorum::{QuorumEnsemble, SERVERS, TICK};
@@ -272,37 +271,7 @@ fn assert_session_gone(quorum: &str, session: i64, witness: &Witness) {
     );
 }
 
-/// A node's config: the worker, S, and `[zookeeper] server_tick` (the test servers' tickTime), which the lease
-/// needs to bound how late a follower's report of the session reaches the leader.
+/// A node's config: the worker and S; the rig's `config` sets `server_tick` to the test servers' 200 ms tick.
 fn node_config(connect: &str, worker: &WorkerSpec) -> String {
-    let toml = config(connect, ROOT, S_STR, std::slice::from_ref(worker));
-    if daemon_knows_server_tick() {
-        toml.replacen(
-            "[zookeeper]\n",
-            &format!("[zookeeper]\nserver_tick = \"{}ms\"\n", TICK.as_millis()),
-            1,
-        )
-    } else {
-        toml
-    }
-}
-
-/// Whether `zk-supervise check` accepts `[zookeeper] server_tick` (the key comes with the fix this file tests;
-/// without it, the test runs the daemon as it is).
-fn daemon_knows_server_tick() -> bool {
-    static KNOWS: OnceLock<bool> = OnceLock::new();
-    *KNOWS.get_or_init(|| {
-        let dir = TempDir::new("server-tick");
-        let path = dir.path().join("workers.toml");
-        let toml = format!(
-            "[zookeeper]\nconnect = \"127.0.0.1:1\"\nsession_timeout = \"{S_STR}\"\nserver_tick = \"200ms\"\n\
-             \n[node]\nid = \"probe\"\n"
-        );
-        std::fs::write(&path, toml).expect("write the probe config");
-        let out = run_cli(
-            &["check", &path.to_string_lossy()],
-            Duration::from_secs(10),
-        );
-        out.status.success()
-    })
+    config(connect, ROOT, S_STR, std::slice::from_ref(worker))
 }

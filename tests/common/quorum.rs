@@ -69,7 +69,8 @@ impl LinkConn {
 }
 
 struct LinkShared {
-    upstream: SocketAddr,
+    /// Where it forwards to: set once, before the servers start (see [`QuorumEnsemble::start`]).
+    upstream: OnceLock<SocketAddr>,
     /// For an election link: the address to advertise in place of the connecting server's own.
     advertise: OnceLock<String>,
     /// Guards `cut` changes together with the connection list.
@@ -87,11 +88,12 @@ pub struct Link {
 }
 
 impl Link {
-    fn new(upstream: SocketAddr) -> Link {
+    /// A link on a port of its own, which forwards nowhere until [`Link::forward_to`].
+    fn new() -> Link {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a link");
         let addr = listener.local_addr().expect("link address");
         let shared = Arc::new(LinkShared {
-            upstream,
+            upstream: OnceLock::new(),
             advertise: OnceLock::new(),
             conns: Mutex::new(Vec::new()),
             cut: AtomicBool::new(false),
@@ -109,6 +111,13 @@ impl Link {
         self.addr.port()
     }
 
+    fn forward_to(&self, upstream: SocketAddr) {
+        assert!(
+            self.shared.upstream.set(upstream).is_ok(),
+            "a link forwards to one place"
+        );
+    }
+
     fn accept(listener: &TcpListener, shared: &Arc<LinkShared>) {
         for client in listener.incoming() {
             if shared.closing.load(Ordering::SeqCst) {
@@ -118,7 +127,10 @@ impl Link {
             let upstream = if shared.cut.load(Ordering::SeqCst) {
                 None
             } else {
-                match TcpStream::connect_timeout(&shared.upstream, Duration::from_secs(2)) {
+                let Some(addr) = shared.upstream.get() else {
+                    continue; // not set up yet: like a refused connection
+                };
+                match TcpStream::connect_timeout(addr, Duration::from_secs(2)) {
                     Ok(upstream) => Some(upstream),
                     Err(_) => continue, // the server is down: like a refused connection
                 }
@@ -306,21 +318,23 @@ impl QuorumEnsemble {
         assert!(sync_limit >= 1, "syncLimit must be at least 1 tick");
         let dir = TempDir::new("quorum");
         for attempt in 1..=3 {
-            let ports = free_ports(3 * SERVERS);
-            let real = |i: usize, kind: usize| -> SocketAddr {
-                SocketAddr::from(([127, 0, 0, 1], ports[3 * i + kind]))
-            };
+            // The links take their ports first, and hold them: the kernel then cannot hand one of them to
+            // free_ports, which releases its ports for the servers to bind.
             let mut routes = Vec::new();
             for from in 0..SERVERS {
                 for to in (0..SERVERS).filter(|&to| to != from) {
                     routes.push(Route {
                         from,
                         to,
-                        quorum: Link::new(real(to, 1)),
-                        election: Link::new(real(to, 2)),
+                        quorum: Link::new(),
+                        election: Link::new(),
                     });
                 }
             }
+            let ports = free_ports(3 * SERVERS);
+            let real = |i: usize, kind: usize| -> SocketAddr {
+                SocketAddr::from(([127, 0, 0, 1], ports[3 * i + kind]))
+            };
             let route = |from: usize, to: usize| {
                 routes
                     .iter()
@@ -328,6 +342,8 @@ impl QuorumEnsemble {
                     .expect("a route between two servers")
             };
             for r in &routes {
+                r.quorum.forward_to(real(r.to, 1));
+                r.election.forward_to(real(r.to, 2));
                 let back = route(r.to, r.from).election.port();
                 let _ = r.election.shared.advertise.set(format!("127.0.0.1:{back}"));
             }
@@ -369,6 +385,7 @@ impl QuorumEnsemble {
             let deadline = Instant::now() + ZK_START_TIMEOUT;
             let failure = nodes.iter().find_map(|node| {
                 node.wait_serving(&["leader", "follower"], deadline)
+                    .and_then(|()| wait_election_listener(node, deadline))
                     .err()
                     .map(|error| (node.name.clone(), error))
             });
@@ -512,6 +529,29 @@ impl QuorumEnsemble {
     /// Server `i`'s log so far.
     pub fn log(&self, i: usize) -> String {
         self.nodes[i].log()
+    }
+}
+
+/// Waits until the server's election listener has bound its port, as its log says. A server serves even when
+/// that bind fails (another process took the port after [`free_ports`] chose it): it retries, then exits a few
+/// seconds later, which would take the quorum down in the middle of a test. Without a log (no SLF4J binding)
+/// there is nothing to check.
+fn wait_election_listener(node: &ZkNode, deadline: Instant) -> Result<(), StartError> {
+    loop {
+        let log = node.log();
+        if log.contains("Address already in use") {
+            return Err(StartError::AddrInUse);
+        }
+        if log.contains("is accepting connections now") || !log.contains("org.apache.zookeeper") {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(StartError::Failed(format!(
+                "the election listener of {} did not start",
+                node.name
+            )));
+        }
+        thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -146,7 +146,9 @@ fn follower_cut_off(sync_limit: u32, a_lists_every_server: bool) {
     let others: Vec<usize> = (0..SERVERS).filter(|&i| i != k).collect();
     let quorum = ensemble.connect_string(&others);
     let witness = Witness::new();
-    let worker = WorkerSpec::new("w", witness.command());
+    // Half the largest grace period S allows with a 200 ms server tick (1 s): at the largest, one proof that
+    // comes a heartbeat late lapses the lease, which is not what this test is about.
+    let worker = WorkerSpec::new("w", witness.command()).grace_period("500ms");
 
     let client_proxies: Vec<Proxy> = if a_lists_every_server {
         (0..SERVERS).map(|i| ensemble.client_proxy(i)).collect()

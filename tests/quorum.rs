@@ -170,9 +170,31 @@ fn follower_cut_off(sync_limit: u32, a_lists_every_server: bool) {
         ensemble.connect_string(&[k])
     };
     let a = Supervisor::start(&node_config(&a_connect, &worker), "a");
-    let a_child = witness.wait_live("w", Some("a"), Duration::from_secs(30));
+    witness.wait_live("w", Some("a"), Duration::from_secs(30));
     let b = Supervisor::start(&node_config(&quorum, &worker), "b");
     wait_queue(&quorum, PATH, &["a", "b"], Duration::from_secs(15));
+    // The cut comes in a steady state: a's child has run for S, so a proof has renewed a's lease (the first
+    // lease of a session, from the start of its connection attempt, ends earlier).
+    let mut steady = None;
+    wait_until(
+        Duration::from_secs(30),
+        "a's child to have run for S",
+        || {
+            steady = witness
+                .live("w")
+                .into_iter()
+                .find(|c| c.node == "a" && c.opened.elapsed() >= S);
+            steady.is_some()
+        },
+    );
+    let a_child = steady.expect("found");
+    let before_cut = witness.history("w").len();
+    if before_cut > 1 {
+        println!(
+            "a started the worker {before_cut} times before the cut\n{}",
+            witness.timeline("w")
+        );
+    }
     let a_session = block_on(async {
         let client = zk_client(&quorum).await;
         candidate_list(&client, PATH).await[0].ephemeral_owner
@@ -253,7 +275,16 @@ fn follower_cut_off(sync_limit: u32, a_lists_every_server: bool) {
     );
     assert_stable(&witness, "w", Some("b"), Duration::from_secs(1));
     witness.assert_no_overlap("w");
-    assert_eq!(witness.history("w").len(), 2, "{}", witness.timeline("w"));
+    let since_the_cut: Vec<usize> = witness.history("w")[before_cut..]
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        since_the_cut,
+        [b_child.id],
+        "the worker started again after b took over\n{}",
+        witness.timeline("w")
+    );
     assert!(!a.has_exited(), "{}", a.log());
     assert!(!b.has_exited(), "{}", b.log());
 }

@@ -256,8 +256,8 @@ fn follower_cut_off(sync_limit: u32, a_lists_every_server: bool) {
         "two copies of the worker: {figures}\n{}",
         witness.timeline("w")
     );
-    // The leader last heard of a's session before the cut: at most S/5 (a's request period) plus the half
-    // tick of a follower's report earlier; it expires the session no earlier than S after that.
+    // The leader last heard of a's session shortly before the cut: a sends a request at least every S/5, and
+    // k reports the session's activity every half tick. The leader expires it no earlier than S after that.
     assert!(
         b_child.opened.duration_since(cut) >= S - S / 5 - TICK,
         "b started before a's session could have expired: {figures}"

@@ -189,6 +189,27 @@ impl Cadence {
         }
     }
 
+    /// How long the heartbeat waits after an answer before its next `sync`: `d`, or for pairs `p`
+    /// before the first of a pair and nothing before the second. A bucket more than `I`, so an answer
+    /// merged with a later one is still `I` behind ([`ANSWER_BUCKET`]).
+    #[must_use]
+    pub fn gap(self, second_of_pair: bool) -> Duration {
+        match self {
+            Cadence::Even(d) => d + ANSWER_BUCKET,
+            Cadence::Pairs(_) if second_of_pair => Duration::ZERO,
+            Cadence::Pairs(p) => p + ANSWER_BUCKET,
+        }
+    }
+
+    /// How often proofs arrive (round trips aside).
+    #[must_use]
+    pub fn interval(self) -> Duration {
+        match self {
+            Cadence::Even(d) => d,
+            Cadence::Pairs(p) => p,
+        }
+    }
+
     /// How old `L` can be, at most, just before the next proof arrives (round trips aside).
     #[must_use]
     pub fn worst_age(self) -> Duration {
@@ -224,14 +245,20 @@ pub enum Renewal {
     NeedsWrite,
 }
 
+/// How finely answer times are kept: answers within one aligned millisecond share an entry, whose
+/// answer time is the latest of them. A lookup may so miss an answer by less than this, never find
+/// one that came later; the heartbeat waits this much more than `I` ([`Cadence::gap`]).
+pub const ANSWER_BUCKET: Duration = Duration::from_millis(1);
+
 /// Answered requests, as `(answered at, latest send time of any request answered by then)`, in the
 /// order they were answered: [`Answers::latest_sent_by`] is then one binary search.
 #[derive(Debug, Default)]
 struct Answers(VecDeque<(Stamp, Stamp)>);
 
 impl Answers {
-    /// Entries kept: a lookup older than the lease is useless, and near answers are merged.
-    const KEEP: usize = 512;
+    /// Entries kept, at most one per [`ANSWER_BUCKET`]: over 8 s of answers at the busiest, more than
+    /// a proof ever looks back (`2 max(server_tick, S/5)` plus round trips) for any tick up to 2 s.
+    const KEEP: usize = 8192;
 
     fn record(&mut self, sent: Stamp, answered: Stamp, bucket: Duration) {
         let (answered, latest) = match self.0.back() {
@@ -241,9 +268,9 @@ impl Answers {
         match self.0.back_mut() {
             // Nothing new: an earlier entry already answers every lookup this one would.
             Some(&mut (_, s)) if s == latest => {}
-            // Merged with the last entry: its answer time moves later, which only ever makes a lookup
-            // return less.
-            Some(last) if answered.since(last.0) < bucket => *last = (answered, latest),
+            // Merged with the last entry, in the same aligned bucket: its answer time moves later
+            // (by less than a bucket), which only ever makes a lookup return less.
+            Some(last) if same_bucket(last.0, answered, bucket) => *last = (answered, latest),
             _ => {
                 self.0.push_back((answered, latest));
                 if self.0.len() > Self::KEEP {
@@ -260,6 +287,11 @@ impl Answers {
     }
 }
 
+fn same_bucket(a: Stamp, b: Stamp, bucket: Duration) -> bool {
+    let width = u64::try_from(bucket.as_nanos()).unwrap_or(u64::MAX).max(1);
+    a.0 / width == b.0 / width
+}
+
 #[derive(Debug, Default)]
 struct Proofs {
     /// Every answered request: candidates for X.
@@ -268,6 +300,8 @@ struct Proofs {
     synced: Answers,
     /// `L` of the current deadline.
     last: Option<Stamp>,
+    /// Whether a sync chain has proven anything yet (rather than only the session's creation).
+    chained: bool,
 }
 
 /// The lease of one ZooKeeper session.
@@ -280,6 +314,7 @@ pub struct Lease {
     margin: Duration,
     /// `I`: the gap between X's answer and A's send (a whole `server_tick`).
     ping_wait: Duration,
+    cadence: Cadence,
     proofs: Mutex<Proofs>,
     deadline: watch::Sender<Option<Stamp>>,
     shared: Option<SharedDeadline>,
@@ -294,6 +329,7 @@ impl Lease {
             session_timeout,
             margin: margin(session_timeout),
             ping_wait: server_tick,
+            cadence: Cadence::new(session_timeout, server_tick),
             proofs: Mutex::new(Proofs::default()),
             deadline: watch::channel(None).0,
             shared: match SharedDeadline::new() {
@@ -328,20 +364,19 @@ impl Lease {
     /// Records that the server answered a request sent at `sent` (an error reply such as `NoNode` is an
     /// answer too): its server recorded the session's activity by `answered`.
     pub fn answered(&self, sent: Stamp, answered: Stamp) {
-        let bucket = self.session_timeout / 200;
-        self.proofs().any.record(sent, answered, bucket);
+        self.proofs().any.record(sent, answered, ANSWER_BUCKET);
     }
 
     /// Records an answered `sync`, and renews the lease if it completes a proof while the lease holds.
     pub fn synced(&self, sent: Stamp, answered: Stamp) -> Renewal {
         let mut proofs = self.proofs();
         let proven = self.proven(&proofs, sent);
-        let bucket = self.session_timeout / 200;
-        proofs.any.record(sent, answered, bucket);
-        proofs.synced.record(sent, answered, bucket);
+        proofs.any.record(sent, answered, ANSWER_BUCKET);
+        proofs.synced.record(sent, answered, ANSWER_BUCKET);
         let Some(l) = proven else {
             return Renewal::NoProof;
         };
+        proofs.chained = true;
         if proofs.last.is_some_and(|last| last >= l) {
             return Renewal::NoProof;
         }
@@ -360,9 +395,8 @@ impl Lease {
     pub fn wrote(&self, sent: Stamp, answered: Stamp) -> Renewal {
         let mut proofs = self.proofs();
         let proven = self.proven(&proofs, sent);
-        let bucket = self.session_timeout / 200;
-        proofs.any.record(sent, answered, bucket);
-        proofs.synced.record(sent, answered, bucket);
+        proofs.any.record(sent, answered, ANSWER_BUCKET);
+        proofs.synced.record(sent, answered, ANSWER_BUCKET);
         match proven {
             Some(l) if proofs.last.is_none_or(|last| l > last) => {
                 self.renew(&mut proofs, l);
@@ -424,6 +458,23 @@ impl Lease {
     #[must_use]
     pub fn ping_wait(&self) -> Duration {
         self.ping_wait
+    }
+
+    /// The heartbeat's cadence for this session.
+    #[must_use]
+    pub fn cadence(&self) -> Cadence {
+        self.cadence
+    }
+
+    /// What a child needs left of the lease, beyond its grace period, to be worth starting: until the
+    /// next proof can arrive (one proof interval and half the slack; two intervals while the
+    /// session's first chain is still being built). Less, and the guard would stop it before the
+    /// renewal. Right after a proof a child at the largest grace period has `slack - round trips`
+    /// more than it needs: half the slack keeps it startable.
+    #[must_use]
+    pub fn start_room(&self) -> Duration {
+        let intervals = if self.proofs().chained { 1 } else { 2 };
+        self.cadence.interval() * intervals + slack(self.session_timeout) / 2
     }
 }
 
@@ -639,9 +690,11 @@ mod tests {
     fn merged_answers_only_ever_prove_less() {
         let mut answers = Answers::default();
         answers.record(at(100), at(101), Duration::from_millis(10));
-        answers.record(at(102), at(105), Duration::from_millis(10)); // merged: (105, 102)
+        answers.record(at(102), at(105), Duration::from_millis(10)); // same bucket: (105, 102)
         assert_eq!(answers.latest_sent_by(at(104)), None);
         assert_eq!(answers.latest_sent_by(at(105)), Some(at(102)));
+        answers.record(at(106), at(111), Duration::from_millis(10)); // next bucket: kept apart
+        assert_eq!(answers.latest_sent_by(at(110)), Some(at(102)));
         for i in 0..2 * Answers::KEEP as u64 {
             answers.record(
                 at(200 + i * 20),
@@ -669,6 +722,33 @@ mod tests {
         assert_eq!(max_grace_period(s(2), s(2)), Duration::ZERO);
         assert_eq!(margin(s(15)), ms(1_500));
         assert_eq!(margin(s(1)), ms(200));
+    }
+
+    #[test]
+    fn a_child_needs_room_for_the_next_proof_and_two_before_the_first_chain() {
+        let lease = lease(); // Even(200ms), slack 200 ms
+        assert_eq!(lease.start_room(), Duration::from_millis(500));
+        lease.started(at(0));
+        lease.synced(at(100), at(101));
+        lease.synced(at(302), at(303));
+        assert_eq!(lease.synced(at(304), at(305)), Renewal::Renewed(at(100)));
+        assert_eq!(lease.start_room(), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn an_answer_merged_into_a_later_one_is_still_found_a_gap_later() {
+        let lease = lease();
+        lease.started(at(0));
+        lease.synced(at(100), Stamp(101 * MS + 100)); // X, the heartbeat
+        lease.answered(at(100), Stamp(101 * MS + 900)); // a worker's answer, same millisecond
+        let gap = Cadence::new(Duration::from_secs(2), Duration::from_millis(200)).gap(false);
+        let a_sent = Stamp(101 * MS + 100).plus(gap);
+        lease.synced(a_sent, a_sent.plus(Duration::from_millis(1)));
+        let b_sent = a_sent.plus(Duration::from_millis(2));
+        assert_eq!(
+            lease.synced(b_sent, b_sent.plus(Duration::from_millis(1))),
+            Renewal::Renewed(at(100))
+        );
     }
 
     #[test]

@@ -7,10 +7,10 @@
 //!
 //! The lease ([`crate::lease`]) is renewed only by proofs that the quorum leader heard from the session:
 //! a `sync` answered after another one that was sent a server tick after an earlier answer. The
-//! heartbeat sends those syncs on the [`Cadence`] the lease needs — one per `S/10`, or back-to-back
-//! pairs per `S/5` — and nothing else at idle. Every answered request is recorded as activity the
-//! next proof can cover. After a lapse, a proof counts only once a write of the session has succeeded
-//! (a `setData` on a small ephemeral znode of the session under the root).
+//! heartbeat sends those syncs on the [`crate::lease::Cadence`] the lease needs — one per `S/10`, or
+//! back-to-back pairs per `S/5` — and nothing else at idle. Every answered request is recorded as
+//! activity the next proof can cover. After a lapse, a proof counts only once a write of the session
+//! has succeeded (a `setData` on a small ephemeral znode of the session under the root).
 //!
 //! A session carries at most [`MAX_IN_FLIGHT`] requests of the workers at a time. ZooKeeper answers the
 //! requests of one session in order, so a heartbeat waits behind every request sent before it: when a
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
 use crate::config::{Config, Credentials, TlsConfig};
-use crate::lease::{Cadence, Lease, Renewal, Stamp};
+use crate::lease::{Lease, Renewal, Stamp};
 
 /// Requests of the workers (elections, publishing) in flight on one session at most. Enough to keep
 /// the server busy (it pipelines them), few enough that a heartbeat sent behind them is answered
@@ -479,11 +479,11 @@ async fn connect(
 /// Renews the lease until the session ends (returns its final state) or `stop` is cancelled (returns
 /// `None`; the session is closed when the last client handle is dropped).
 ///
-/// One heartbeat `sync` is in flight at a time, sent on the session's [`Cadence`] counted from the
-/// previous answer: a server cut off from the quorum never answers it, and then no renewal comes, which
-/// is the point. A failed one is sent again after `S/50`.
+/// One heartbeat `sync` is in flight at a time, sent on the session's [`crate::lease::Cadence`]
+/// counted from the previous answer: a server cut off from the quorum never answers it, and then no
+/// renewal comes, which is the point. A failed one is sent again after `S/50`.
 async fn keep_alive(session: &Arc<Session>, stop: &CancellationToken) -> Option<zk::SessionState> {
-    let cadence = Cadence::new(session.timeout(), session.lease.ping_wait());
+    let cadence = session.lease.cadence();
     let mut states = session.client.state_watcher();
     let initial = session.client.state();
     if initial.is_terminated() {
@@ -497,11 +497,7 @@ async fn keep_alive(session: &Arc<Session>, stop: &CancellationToken) -> Option<
         loop {
             // The systemd watchdog is fed from this loop: if the event loop is stuck, systemd notices.
             crate::systemd::watchdog();
-            let gap = match cadence {
-                Cadence::Even(d) => d,
-                Cadence::Pairs(_) if second => Duration::ZERO,
-                Cadence::Pairs(p) => p,
-            };
+            let gap = cadence.gap(second);
             let due = last_answer.map_or_else(Stamp::now, |r| r.plus(gap));
             if due > Stamp::now() {
                 let wait = due.remaining();

@@ -520,8 +520,13 @@ impl Job {
             }
             // Subscribe before reading the deadline, so no renewal falls between the two.
             let mut lease = session.lease.subscribe();
-            // Never start a child whose grace period would not fit in what is left of the lease.
-            if !session.lease.holds_for(w.grace_period) {
+            // Never start a child whose grace period would not fit in what is left of the lease, nor
+            // one the guard would stop before the next renewal can come (a session whose connection
+            // took long starts with little lease left: wait for its first proof).
+            if !session
+                .lease
+                .holds_for(w.grace_period + session.lease.start_room())
+            {
                 tokio::select! {
                     _ = lease.changed() => continue,
                     () = self.cancel.cancelled() => return Led::Shutdown,

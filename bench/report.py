@@ -460,7 +460,7 @@ def main():
         f"{fmt(kc.get('kill_to_expiry_median_s'))} s (kazoo), then the new child ran "
         f"{fmt((zc.get('expiry_to_start_median_s') or 0) * 1e3, 1)} ms and "
         f"{fmt((kc.get('expiry_to_start_median_s') or 0) * 1e3, 1)} ms later (medians). The expiry itself varies "
-        f"with when the server last heard from the victim (zk-supervise: a heartbeat every S/5; kazoo: a ping "
+        f"with when the server last heard from the victim (zk-supervise: a sync every S/10; kazoo: a ping "
         f"every S/3 less up to 400 ms of jitter) and with the server's 200 ms expiry ticks, so the medians of "
         f"{zc['trials']} trials differ by chance by up to about 0.1 s. What differs is safety, not speed: kazoo's "
         f"agent has no lease, so a partitioned or frozen leader keeps its child until kazoo reports the session "

@@ -10,6 +10,7 @@
 //!   witness sees which node runs a worker, with which fencing token, and when it started and stopped.
 //! - [`Proxy`]: a TCP forwarder in front of ZooKeeper that can [`Proxy::partition`] one supervisor away, cut one
 //!   direction only ([`Proxy::cut`]) or hold every chunk for a while ([`Proxy::slow`]).
+//! - [`history`]: an exact recorder of worker lives and the checker over a whole fault run (tests/nemesis.rs).
 //! - [`Supervisor`]: the real binary with a config written to a temp dir and its log captured.
 //! - [`zk_client`], [`candidates`]: read the elections as ZooKeeper stores them.
 //! - [`wait_until`]: every wait has a condition, a deadline, and says what it waited for.
@@ -20,6 +21,7 @@
 //! started through a [`Witness`] command exit by themselves when the witness goes away.
 #![allow(dead_code)]
 
+pub mod history;
 pub mod quorum;
 
 use std::collections::hash_map::RandomState;

@@ -44,8 +44,10 @@ const WORKERS: usize = 10;
 /// Reloads keep the number of workers within these bounds.
 const MIN_WORKERS: usize = 8;
 const MAX_WORKERS: usize = 12;
-/// How long a SIGTERMed supervisor gets to shut down: S, twice the largest grace period, and slack.
-const SHUTDOWN: Duration = Duration::from_secs(10);
+/// How long a SIGTERMed supervisor gets to shut down, even with its link to ZooKeeper cut: the daemon waits the
+/// largest grace period plus 5 s for its workers, SIGKILLs the children, waits 5 s more for the deletes of their
+/// candidates, then closes the session (src/supervisor.rs, `drain`).
+const SHUTDOWN: Duration = Duration::from_secs(15);
 /// How many violations get their history and logs printed.
 const DETAILED: usize = 5;
 
@@ -139,14 +141,53 @@ impl Kind {
         }
     }
 
-    /// Whether it hits one node (which no other fault may hit meanwhile).
-    fn on_node(self) -> bool {
-        !matches!(self, Kind::ZkKill | Kind::ZkPause | Kind::ChildKill)
+    /// What it hits, which says what it may run alongside.
+    fn scope(self) -> Scope {
+        match self {
+            Kind::SupervisorKill | Kind::SupervisorStop | Kind::SupervisorTerm => Scope::Process,
+            Kind::Partition | Kind::CutToZk | Kind::CutFromZk | Kind::SlowLink => Scope::Link,
+            Kind::Reload => Scope::Config,
+            Kind::ZkKill | Kind::ZkPause => Scope::Server,
+            Kind::ChildKill => Scope::Child,
+        }
     }
+}
 
-    /// Whether it hits a ZooKeeper server (one at a time, so a quorum stays).
-    fn on_zk(self) -> bool {
-        matches!(self, Kind::ZkKill | Kind::ZkPause)
+/// What a fault hits. At any time a node has at most one fault of the process and one of the link scope (a
+/// node partitioned while it is SIGTERMed, or reloaded while its link is silent, are faults worth combining);
+/// one reload and one ZooKeeper server at a time (a quorum stays); children are killed whenever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// A node's supervisor process.
+    Process,
+    /// A node's links to ZooKeeper.
+    Link,
+    /// A node's config.
+    Config,
+    /// A ZooKeeper server.
+    Server,
+    /// A child: one-shot.
+    Child,
+}
+
+impl Scope {
+    /// The targets a fault of this scope may hit while `active` faults (kind, target) last: node or server
+    /// indexes.
+    fn free(self, active: &[(Duration, Kind, usize)]) -> Vec<usize> {
+        let busy = |scope: Scope, target: Option<usize>| {
+            active
+                .iter()
+                .any(|&(_, k, t)| k.scope() == scope && target.is_none_or(|target| t == target))
+        };
+        match self {
+            Scope::Process | Scope::Link => {
+                (0..NODES.len()).filter(|&n| !busy(self, Some(n))).collect()
+            }
+            Scope::Config if !busy(Scope::Config, None) => (0..NODES.len()).collect(),
+            Scope::Server if !busy(Scope::Server, None) => (0..3).collect(),
+            Scope::Config | Scope::Server => Vec::new(),
+            Scope::Child => vec![0],
+        }
     }
 }
 
@@ -307,38 +348,18 @@ pub fn plan(
                 .expect("active faults");
             continue;
         }
-        let free_nodes: Vec<usize> = (0..NODES.len())
-            .filter(|&n| {
-                !active
-                    .iter()
-                    .any(|&(_, k, target)| k.on_node() && target == n)
-            })
-            .collect();
         let possible: Vec<Kind> = kinds
             .iter()
             .copied()
-            .filter(|k| {
-                if k.on_zk() {
-                    !active.iter().any(|&(_, k, _)| k.on_zk())
-                } else if *k == Kind::Reload {
-                    !free_nodes.is_empty() && !active.iter().any(|&(_, k, _)| k == Kind::Reload)
-                } else {
-                    !k.on_node() || !free_nodes.is_empty()
-                }
-            })
+            .filter(|k| !k.scope().free(&active).is_empty())
             .collect();
         if possible.is_empty() {
             t += Duration::from_millis(500);
             continue;
         }
         let kind = possible[rng.below(possible.len())];
-        let target = if kind.on_zk() {
-            rng.below(3)
-        } else if kind.on_node() {
-            free_nodes[rng.below(free_nodes.len())]
-        } else {
-            0
-        };
+        let targets = kind.scope().free(&active);
+        let target = targets[rng.below(targets.len())];
         let mut fault = Planned {
             at: t,
             kind,
@@ -351,7 +372,12 @@ pub fn plan(
         match kind {
             Kind::ChildKill => {}
             Kind::Reload => {
-                fault.hold = rng.ms(50, 3_000);
+                // Half of them end within a grace period: a revert while the old child is still stopping.
+                fault.hold = if rng.below(2) == 0 {
+                    rng.ms(50, 600)
+                } else {
+                    rng.ms(600, 3_000)
+                };
                 fault.revert = rng.below(3) == 0;
                 let names: Vec<String> = workers.keys().cloned().collect();
                 let choice = rng.below(3);
@@ -998,8 +1024,8 @@ fn a_seed_plans_the_same_schedule() {
     );
     let show = |p: &[Planned]| format!("{p:?}");
     assert_eq!(show(&first), show(&again));
-    // Every kind comes up in ten minutes, never more than two faults at once, one server and one reload at a
-    // time, one fault per node.
+    // Every kind comes up in ten minutes; never more than two faults at once, one server and one reload at a
+    // time, one process and one link fault per node.
     let kinds: BTreeSet<Kind> = first.iter().map(|p| p.kind).collect();
     assert_eq!(kinds.len(), Kind::ALL.len(), "kinds planned: {kinds:?}");
     for p in &first {
@@ -1008,15 +1034,23 @@ fn a_seed_plans_the_same_schedule() {
             .filter(|q| !q.hold.is_zero() && q.at <= p.at && p.at < q.at + q.hold)
             .collect();
         assert!(during.len() <= 2, "more than two at {:?}: {during:?}", p.at);
-        let zk = during.iter().filter(|q| q.kind.on_zk()).count();
-        let reloads = during.iter().filter(|q| q.kind == Kind::Reload).count();
-        assert!(zk <= 1 && reloads <= 1, "at {:?}: {during:?}", p.at);
-        for n in 0..NODES.len() {
-            let on = during
+        let count = |scope: Scope, target: Option<usize>| {
+            during
                 .iter()
-                .filter(|q| q.kind.on_node() && q.target == n)
-                .count();
-            assert!(on <= 1, "two faults on node {n} at {:?}: {during:?}", p.at);
+                .filter(|q| q.kind.scope() == scope && target.is_none_or(|t| q.target == t))
+                .count()
+        };
+        assert!(
+            count(Scope::Server, None) <= 1 && count(Scope::Config, None) <= 1,
+            "at {:?}: {during:?}",
+            p.at
+        );
+        for n in 0..NODES.len() {
+            assert!(
+                count(Scope::Process, Some(n)) <= 1 && count(Scope::Link, Some(n)) <= 1,
+                "two faults of a kind on node {n} at {:?}: {during:?}",
+                p.at
+            );
         }
     }
 }

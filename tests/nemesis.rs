@@ -108,10 +108,12 @@ pub enum Kind {
     Reload,
     /// SIGKILL a running child (a pid the recorder reported). One-shot.
     ChildKill,
+    /// SIGKILL the guard of a running child (its parent, as the OOM killer might): issue 11 item 1b. One-shot.
+    GuardKill,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::SupervisorKill,
         Kind::SupervisorStop,
         Kind::SupervisorTerm,
@@ -123,6 +125,7 @@ impl Kind {
         Kind::ZkPause,
         Kind::Reload,
         Kind::ChildKill,
+        Kind::GuardKill,
     ];
 
     pub fn name(self) -> &'static str {
@@ -138,6 +141,7 @@ impl Kind {
             Kind::ZkPause => "zk-pause",
             Kind::Reload => "reload",
             Kind::ChildKill => "child-kill",
+            Kind::GuardKill => "guard-kill",
         }
     }
 
@@ -148,7 +152,7 @@ impl Kind {
             Kind::Partition | Kind::CutToZk | Kind::CutFromZk | Kind::SlowLink => Scope::Link,
             Kind::Reload => Scope::Config,
             Kind::ZkKill | Kind::ZkPause => Scope::Server,
-            Kind::ChildKill => Scope::Child,
+            Kind::ChildKill | Kind::GuardKill => Scope::Child,
         }
     }
 }
@@ -197,6 +201,9 @@ pub struct WorkerDef {
     pub name: String,
     /// Its child ignores SIGTERM: stopping it takes the whole grace period and a SIGKILL.
     pub ignores_term: bool,
+    /// Its child starts a grandchild with `setsid -f` that holds the recorder connection too: the worker counts
+    /// as running until both are gone, and the grandchild is out of the child's process group.
+    pub grandchild: bool,
     pub grace_ms: u64,
     /// Bumped by a change; goes into the child's environment, so a changed definition differs.
     pub generation: u32,
@@ -207,18 +214,37 @@ impl WorkerDef {
         WorkerDef {
             name,
             ignores_term: rng.below(3) == 0,
+            grandchild: rng.below(3) == 0,
             grace_ms: 300 + rng.next_u64() % 201,
             generation: 0,
         }
     }
 
+    /// "w03 (grace 412ms, ignores TERM, setsid grandchild, generation 2)".
+    fn describe(&self) -> String {
+        let mut text = format!("{} (grace {}ms", self.name, self.grace_ms);
+        if self.ignores_term {
+            text.push_str(", ignores TERM");
+        }
+        if self.grandchild {
+            text.push_str(", setsid grandchild");
+        }
+        if self.generation > 0 {
+            let _ = write!(text, ", generation {}", self.generation);
+        }
+        text.push(')');
+        text
+    }
+
     fn spec(&self, recorder: &Recorder) -> WorkerSpec {
-        let shell = if self.ignores_term {
-            "trap '' TERM"
-        } else {
-            ""
-        };
-        let mut spec = WorkerSpec::new(&self.name, recorder.command_with(shell))
+        let mut shell = String::new();
+        if self.ignores_term {
+            shell.push_str("trap '' TERM\n");
+        }
+        if self.grandchild {
+            shell.push_str("setsid -f /bin/bash -c 'read -r _ <&3'\n");
+        }
+        let mut spec = WorkerSpec::new(&self.name, recorder.command_with(&shell))
             .grace_period(&format!("{}ms", self.grace_ms))
             .restart_delay("200ms")
             .extra("max_restart_delay = \"1s\"");
@@ -255,21 +281,9 @@ impl Change {
 
     fn describe(&self) -> String {
         match self {
-            Change::Add(def) => format!(
-                "add {} (grace {}ms{})",
-                def.name,
-                def.grace_ms,
-                if def.ignores_term {
-                    ", ignores TERM"
-                } else {
-                    ""
-                }
-            ),
+            Change::Add(def) => format!("add {}", def.describe()),
             Change::Remove(name) => format!("remove {name}"),
-            Change::Redefine(def) => format!(
-                "change {} (generation {}, grace {}ms)",
-                def.name, def.generation, def.grace_ms
-            ),
+            Change::Redefine(def) => format!("change {}", def.describe()),
         }
     }
 }
@@ -370,7 +384,7 @@ pub fn plan(
             revert: false,
         };
         match kind {
-            Kind::ChildKill => {}
+            Kind::ChildKill | Kind::GuardKill => {}
             Kind::Reload => {
                 // Half of them end within a grace period: a revert while the old child is still stopping.
                 fault.hold = if rng.below(2) == 0 {
@@ -603,6 +617,7 @@ impl Runner {
         self.anomalies.push(Violation {
             rule: "anomaly",
             at: Instant::now(),
+            since: Instant::now() - history::LEAD,
             worker: None,
             nodes: vec![node.to_owned()],
             what,
@@ -638,7 +653,7 @@ impl Runner {
         let mut anomaly = None;
         let target = match kind {
             Kind::ZkKill | Kind::ZkPause => format!("zk{}", n + 1),
-            Kind::ChildKill => String::new(),
+            Kind::ChildKill | Kind::GuardKill => String::new(),
             _ => format!("node {}", NODES[n]),
         };
         let mut fault = Fault {
@@ -696,20 +711,34 @@ impl Runner {
                     .apply(&mut node.workers);
                 node.reload(root, recorder);
             }
-            Kind::ChildKill => {
+            Kind::ChildKill | Kind::GuardKill => {
                 let live = recorder.live();
-                if live.is_empty() {
-                    fault.target = "(no child running)".to_owned();
+                fault.target = if live.is_empty() {
+                    "(no child running)".to_owned()
                 } else {
                     let pick = usize::try_from(planned.pick % live.len() as u64).expect("index");
                     let conn = &live[pick];
-                    fault.target = format!(
+                    let what = format!(
                         "{} on {} (pid {}, #{})",
                         conn.worker, conn.node, conn.pid, conn.id
                     );
-                    let pid = i32::try_from(conn.pid).expect("a pid");
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
+                    let victim = if kind == Kind::ChildKill {
+                        Some(conn.pid)
+                    } else {
+                        guard_of(conn.pid)
+                    };
+                    match victim {
+                        Some(pid) if kind == Kind::GuardKill => {
+                            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                            format!("guard {pid} of {what}")
+                        }
+                        Some(pid) => {
+                            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                            what
+                        }
+                        None => format!("(no guard found for {what})"),
+                    }
+                };
                 fault.healed = Some(fault.began);
             }
         }
@@ -771,7 +800,7 @@ impl Runner {
                     workers: self.cluster.nodes[n].workers.keys().cloned().collect(),
                 });
             }
-            Kind::ChildKill => {}
+            Kind::ChildKill | Kind::GuardKill => {}
         }
         let fault = &mut self.faults[active.index];
         fault.healed = Some(Instant::now());
@@ -779,6 +808,16 @@ impl Runner {
         self.say(&line);
         self.check_supervisors();
     }
+}
+
+/// The guard of the child `pid`: its parent, if that is a `zk-supervise` process (the spawner names its guards
+/// so).
+fn guard_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": the comm may hold spaces, so split after its closing parenthesis.
+    let ppid: u32 = stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).ok()?;
+    (comm.trim() == "zk-supervise").then_some(ppid)
 }
 
 /// Runs a schedule against a fresh cluster and checks its history.
@@ -895,9 +934,14 @@ fn verdict(runner: &Runner, options: &Options, ended: Instant) -> Outcome {
         let _ = writeln!(out, "  {} [{}] {}", clock.at(v.at), v.rule, v.what);
     }
     let _ = write!(out, "\nschedule (began .. healed):\n{schedule}");
+    let _ = write!(
+        out,
+        "\nelections at the end of the run:\n{}",
+        elections(&runner.cluster, &conns)
+    );
     for (k, v) in checked.violations.iter().take(DETAILED).enumerate() {
         let (from, to) = (
-            v.at.checked_sub(Duration::from_secs(5)).unwrap_or(v.at),
+            v.since.min(v.at) - Duration::from_secs(2),
             v.at + Duration::from_secs(2),
         );
         let _ = writeln!(
@@ -926,7 +970,7 @@ fn verdict(runner: &Runner, options: &Options, ended: Instant) -> Outcome {
             );
         }
         let (log_from, log_to) = (
-            clock.wall(v.at.checked_sub(Duration::from_secs(3)).unwrap_or(v.at)),
+            clock.wall(v.since.min(v.at) - Duration::from_secs(1)),
             clock.wall(v.at + Duration::from_secs(1)),
         );
         for node in &runner.cluster.nodes {
@@ -954,6 +998,59 @@ fn verdict(runner: &Runner, options: &Options, ended: Instant) -> Outcome {
         schedule,
         failure: Some(out),
     }
+}
+
+/// Each worker's election queue as the ensemble holds it now: node and owning session of every candidate, the
+/// leader first. A worker stranded behind a candidate nobody runs shows here.
+fn elections(cluster: &Cluster, conns: &[Conn]) -> String {
+    let mut workers: BTreeSet<String> = conns.iter().map(|c| c.worker.clone()).collect();
+    for node in &cluster.nodes {
+        workers.extend(node.workers.keys().cloned());
+    }
+    let connect = cluster.ensemble.connect_string();
+    let root = cluster.root.clone();
+    let read = async {
+        let client = zk_client(&connect).await;
+        let mut out = String::new();
+        for worker in &workers {
+            let path = format!("{root}/{worker}");
+            let mut children = match client.list_children(&path).await {
+                Ok(children) => children,
+                Err(e) => {
+                    let _ = writeln!(out, "  {worker}: {e}");
+                    continue;
+                }
+            };
+            // By the 10-digit sequence suffix (SPEC §4).
+            children.sort_by_key(|name| name[name.len().saturating_sub(10)..].to_owned());
+            let mut queue = Vec::new();
+            for name in children {
+                queue.push(match client.get_data(&format!("{path}/{name}")).await {
+                    Ok((data, stat)) => {
+                        let json: serde_json::Value =
+                            serde_json::from_slice(&data).unwrap_or_default();
+                        format!(
+                            "{} (#{}, session {:#x}{})",
+                            json["node"].as_str().unwrap_or("?"),
+                            &name[name.len().saturating_sub(10)..],
+                            stat.ephemeral_owner,
+                            json["running"]
+                                .as_bool()
+                                .map_or(String::new(), |r| format!(", running {r}"))
+                        )
+                    }
+                    Err(e) => format!("{name}: {e}"),
+                });
+            }
+            let _ = writeln!(out, "  {worker}: {}", queue.join(", "));
+        }
+        out
+    };
+    block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .unwrap_or_else(|_| "  (ZooKeeper did not answer within 20s)\n".to_owned())
+    })
 }
 
 /// The long form (bench/nemesis.rs): 30 minutes unless `NEMESIS_SECS` says otherwise; prints the figures and

@@ -369,6 +369,9 @@ pub struct Violation {
     pub rule: &'static str,
     /// When it was seen.
     pub at: Instant,
+    /// Where the story leading to it begins (a few seconds before `at`; a liveness violation's quiet window):
+    /// the history and the logs are printed from there.
+    pub since: Instant,
     /// The worker concerned, if one is.
     pub worker: Option<String>,
     /// The nodes concerned.
@@ -422,6 +425,9 @@ pub struct Checked {
     /// Processes started (connections), per worker.
     pub starts: usize,
 }
+
+/// How far before a violation its story is printed from (unless it says otherwise).
+pub const LEAD: Duration = Duration::from_secs(3);
 
 fn token_of(conn: &Conn) -> Option<u64> {
     conn.token.parse().ok()
@@ -497,6 +503,7 @@ fn check_overlaps(worker: &str, conns: &[&Conn], ended: Instant, out: &mut Check
             out.violations.push(Violation {
                 rule: "overlap",
                 at: later.opened,
+                since: earlier.opened.max(later.opened - LEAD).min(later.opened),
                 worker: Some(worker.to_owned()),
                 nodes: vec![earlier.node.clone(), later.node.clone()],
                 what: format!(
@@ -525,6 +532,7 @@ fn check_tokens(worker: &str, conns: &[&Conn], out: &mut Checked) {
         let violation = |what: String| Violation {
             rule: "token",
             at: conn.opened,
+            since: conn.opened - LEAD,
             worker: Some(worker.to_owned()),
             nodes: vec![conn.node.clone()],
             what,
@@ -641,6 +649,7 @@ fn check_window(
             out.violations.push(Violation {
                 rule: "liveness",
                 at: settled,
+                since: window.from,
                 worker: Some(worker.clone()),
                 nodes: nodes(settled),
                 what: format!(
@@ -668,6 +677,7 @@ fn check_window(
             out.violations.push(Violation {
                 rule: "stability",
                 at,
+                since: at - LEAD,
                 worker: Some(worker.clone()),
                 nodes: nodes(at),
                 what: format!(
@@ -838,6 +848,9 @@ pub fn timeline(conns: &[Conn], worker: &str, from: Instant, to: Instant, clock:
                 .map_or_else(|| "(live)".to_owned(), |t| clock.at(t)),
             c.znode
         );
+    }
+    if out.is_empty() {
+        out.push_str("  (no process)\n");
     }
     out
 }

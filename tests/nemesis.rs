@@ -18,8 +18,10 @@
 //! worker running exactly once and staying put. On failure it prints the seed, the command that replays it, the
 //! schedule with times, the history around each violation and the supervisors' log lines of that time.
 //!
-//! `cargo test --test nemesis` runs a one-minute schedule (CI); `NEMESIS_SECS` changes the length. The long form
-//! is `cargo bench --bench nemesis` (bench/nemesis.rs, 30 minutes), which prints the run's figures.
+//! `cargo test --test nemesis` runs a one-minute schedule (CI); `NEMESIS_SECS` changes the length, and
+//! `NEMESIS_SKIP` (fault kinds by name, comma-separated, e.g. `guard-kill,zk-pause`) leaves kinds out, to look
+//! past a known bug. The long form is `cargo bench --bench nemesis` (bench/nemesis.rs, 30 minutes), which prints
+//! the run's figures.
 #![allow(dead_code)] // bench/nemesis.rs uses what the test does not, and the other way round
 
 mod common;
@@ -563,13 +565,35 @@ impl Options {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .map_or(default, Duration::from_secs);
+        let skip = std::env::var("NEMESIS_SKIP").unwrap_or_default();
+        let skipped: Vec<&str> = skip
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .collect();
+        for name in &skipped {
+            assert!(
+                Kind::ALL.iter().any(|k| k.name() == *name),
+                "NEMESIS_SKIP names {name:?}, not a fault kind; the kinds: {:?}",
+                Kind::ALL.map(Kind::name)
+            );
+        }
+        let kinds: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .filter(|k| !skipped.contains(&k.name()))
+            .collect();
+        let skip = if skipped.is_empty() {
+            String::new()
+        } else {
+            format!("NEMESIS_SKIP={} ", skipped.join(","))
+        };
         Options {
             seed,
             duration,
             max_active: 2,
-            kinds: Kind::ALL.to_vec(),
+            kinds,
             replay: format!(
-                "NEMESIS_SEED={seed} NEMESIS_SECS={} {replay}",
+                "NEMESIS_SEED={seed} NEMESIS_SECS={} {skip}{replay}",
                 duration.as_secs()
             ),
         }

@@ -454,9 +454,17 @@ impl Node {
         config(&self.connect_string(), root, S_STR, &specs)
     }
 
+    /// Starts the node's supervisor and waits until it catches SIGHUP and SIGTERM: a signal that came before
+    /// would kill it (their default action), which is no fault of the daemon.
     fn start(&mut self, root: &str, recorder: &Recorder) {
         assert!(self.supervisor.is_none(), "node {} still runs", self.id);
-        self.supervisor = Some(Supervisor::start(&self.config(root, recorder), self.id));
+        let supervisor = Supervisor::start(&self.config(root, recorder), self.id);
+        wait_until(
+            Duration::from_secs(10),
+            "a new supervisor to install its signal handlers",
+            || catches_hup_and_term(supervisor.pid()) || supervisor.has_exited(),
+        );
+        self.supervisor = Some(supervisor);
     }
 
     /// Takes the supervisor away (it has exited or is to be killed), keeping it for its log.
@@ -832,6 +840,20 @@ impl Runner {
         self.say(&line);
         self.check_supervisors();
     }
+}
+
+/// Whether process `pid` has handlers for SIGHUP and SIGTERM (`SigCgt` in /proc/<pid>/status).
+fn catches_hup_and_term(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let caught = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .unwrap_or(0);
+    let bit = |signal: Signal| 1u64 << (signal as i32 - 1);
+    caught & bit(Signal::SIGHUP) != 0 && caught & bit(Signal::SIGTERM) != 0
 }
 
 /// The guard of the child `pid`: its parent, if that is a `zk-supervise` process (the spawner names its guards

@@ -1412,3 +1412,22 @@ fn the_checker_finds_each_kind_of_violation() {
         (Duration::from_millis(17_500), "w4")
     );
 }
+
+#[test]
+fn log_lines_are_found_by_their_time_and_worker() {
+    let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+    assert_eq!(history::rfc3339(t), "2023-11-14T22:13:20.123456Z");
+    assert_eq!(history::rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+    let log = "2023-11-14T22:13:19.000000Z  INFO zk_supervise::worker: started worker=w1 pid=1\n\
+               2023-11-14T22:13:20.500000Z  INFO zk_supervise::worker: started worker=w2 pid=2\n\
+               2023-11-14T22:13:20.600000Z  WARN zk_supervise::session: disconnected\n\
+               2023-11-14T22:13:22.000000Z  INFO zk_supervise::worker: started worker=w2 pid=3";
+    let lines = history::log_window(
+        log,
+        "2023-11-14T22:13:20.000000Z",
+        "2023-11-14T22:13:21.000000Z",
+        Some("w2"),
+    );
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].ends_with("pid=2") && lines[1].ends_with("disconnected"));
+}

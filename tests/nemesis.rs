@@ -744,7 +744,9 @@ impl Runner {
                 node.reload(root, recorder);
             }
             Kind::ChildKill | Kind::GuardKill => {
-                let live = recorder.live();
+                // By worker name: with every worker running once, a seed picks the same worker again.
+                let mut live = recorder.live();
+                live.sort_by(|a, b| (&a.worker, &a.node, a.id).cmp(&(&b.worker, &b.node, b.id)));
                 fault.target = if live.is_empty() {
                     "(no child running)".to_owned()
                 } else {

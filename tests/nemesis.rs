@@ -634,6 +634,8 @@ struct Runner {
     anomalies: Vec<Violation>,
     active: BTreeMap<usize, Active>,
     started: Instant,
+    /// The workers at the start, described.
+    workers: String,
 }
 
 impl Runner {
@@ -890,6 +892,9 @@ pub fn run(options: &Options) -> Outcome {
         &options.kinds,
         &workers,
     );
+    let described: Vec<String> = workers.values().map(WorkerDef::describe).collect();
+    let described = described.join(", ");
+    println!("nemesis: workers {described}");
     let cluster = Cluster::start(&workers);
     let started = Instant::now();
     let mut runner = Runner {
@@ -902,6 +907,7 @@ pub fn run(options: &Options) -> Outcome {
         anomalies: Vec::new(),
         active: BTreeMap::new(),
         started,
+        workers: described,
     };
     runner.say(&format!(
         "every worker runs once; {} faults planned",
@@ -973,10 +979,11 @@ fn verdict(runner: &Runner, options: &Options, ended: Instant) -> Outcome {
         };
     }
     let mut out = format!(
-        "nemesis: {} violation(s) with seed {}\nreplay: {}\n\n{figures}\nviolations:\n",
+        "nemesis: {} violation(s) with seed {}\nreplay: {}\nworkers at the start: {}\n\n{figures}\nviolations:\n",
         checked.violations.len(),
         options.seed,
-        options.replay
+        options.replay,
+        runner.workers
     );
     for v in &checked.violations {
         let _ = writeln!(out, "  {} [{}] {}", clock.at(v.at), v.rule, v.what);

@@ -1,8 +1,10 @@
 //! A seeded fault schedule against a whole cluster, and a checker over the whole history (issue 11 item 6, in the
 //! way Jepsen tests lock services).
 //!
-//! Three supervisors (nodes a, b, c) and a three-server ensemble; each node reaches every server through a
-//! [`Proxy`] of its own, so a node can be cut off, in one direction or both, or slowed down. About ten workers,
+//! Three supervisors (nodes a, b, c) and a three-server ensemble whose servers talk through links that can be cut
+//! ([`QuorumEnsemble`]: a server can be cut off from the quorum while it still answers clients); each node
+//! reaches every server through a [`Proxy`] of its own, so a node can be cut off, in one direction or both, or
+//! slowed down. The servers' `syncLimit × tickTime` is 1 s or 3 s, below or above S, by the seed. About ten workers,
 //! whose children report to a [`Recorder`] (the observer outside every process), some of them ignoring SIGTERM
 //! so their grace period (300-500 ms) runs out. S = 2 s.
 //!
@@ -32,6 +34,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::history::{self, Configured, Fault, Recorder, Violation};
+use common::quorum::{QuorumEnsemble, SERVERS, TICK};
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -105,6 +108,9 @@ pub enum Kind {
     ZkKill,
     /// SIGSTOP a ZooKeeper server; healed by SIGCONT.
     ZkPause,
+    /// Cut a ZooKeeper server off from the quorum (its quorum and election links drop every byte) while its
+    /// client port still answers: the server a node is connected to, a follower if it can be (issue 11 item 1).
+    ZkIsolate,
     /// SIGHUP one node with a changed config (a worker added, removed or changed); healed by rolling the change
     /// out to the other nodes, or by reverting it on that node.
     Reload,
@@ -115,7 +121,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::SupervisorKill,
         Kind::SupervisorStop,
         Kind::SupervisorTerm,
@@ -125,6 +131,7 @@ impl Kind {
         Kind::SlowLink,
         Kind::ZkKill,
         Kind::ZkPause,
+        Kind::ZkIsolate,
         Kind::Reload,
         Kind::ChildKill,
         Kind::GuardKill,
@@ -141,6 +148,7 @@ impl Kind {
             Kind::SlowLink => "slow-link",
             Kind::ZkKill => "zk-kill",
             Kind::ZkPause => "zk-pause",
+            Kind::ZkIsolate => "zk-isolate",
             Kind::Reload => "reload",
             Kind::ChildKill => "child-kill",
             Kind::GuardKill => "guard-kill",
@@ -153,7 +161,7 @@ impl Kind {
             Kind::SupervisorKill | Kind::SupervisorStop | Kind::SupervisorTerm => Scope::Process,
             Kind::Partition | Kind::CutToZk | Kind::CutFromZk | Kind::SlowLink => Scope::Link,
             Kind::Reload => Scope::Config,
-            Kind::ZkKill | Kind::ZkPause => Scope::Server,
+            Kind::ZkKill | Kind::ZkPause | Kind::ZkIsolate => Scope::Server,
             Kind::ChildKill | Kind::GuardKill => Scope::Child,
         }
     }
@@ -498,21 +506,21 @@ struct Cluster {
     // Dropped in this order: the supervisors (their guards kill the children), the recorder, the servers.
     nodes: Vec<Node>,
     recorder: Recorder,
-    ensemble: ZkEnsemble,
+    ensemble: QuorumEnsemble,
     root: String,
 }
 
 impl Cluster {
-    fn start(workers: &BTreeMap<String, WorkerDef>) -> Cluster {
-        let ensemble = ZkEnsemble::start(3);
+    fn start(workers: &BTreeMap<String, WorkerDef>, sync_limit: u32) -> Cluster {
+        let ensemble = QuorumEnsemble::start(sync_limit);
         let recorder = Recorder::new();
         let root = unique_root("nemesis");
         let mut nodes: Vec<Node> = NODES
             .iter()
             .map(|&id| Node {
                 id,
-                links: (0..ensemble.len())
-                    .map(|i| Proxy::new(&ensemble.connect_string_of(i)))
+                links: (0..SERVERS)
+                    .map(|i| Proxy::new(&ensemble.connect_string(&[i])))
                     .collect(),
                 supervisor: None,
                 retired: Vec::new(),
@@ -540,6 +548,33 @@ impl Cluster {
             "the cluster did not run every worker once within 60s: {counts:?}"
         );
         cluster
+    }
+
+    /// The server to cut off from the quorum, and why: a follower that a node is connected to (node `n` first,
+    /// then the others), as in issue 11 item 1; else the server node `n` is connected to; else a follower.
+    fn server_of(&self, n: usize) -> (usize, String) {
+        let modes: Vec<Option<String>> = (0..SERVERS).map(|i| self.ensemble.mode(i)).collect();
+        let follower = |i: usize| modes[i].as_deref() == Some("follower");
+        let used = |node: &Node| -> Vec<usize> {
+            (0..SERVERS)
+                .filter(|&i| node.links[i].connections() > 0)
+                .collect()
+        };
+        for k in 0..NODES.len() {
+            let node = &self.nodes[(n + k) % NODES.len()];
+            if let Some(i) = used(node).into_iter().find(|&i| follower(i)) {
+                return (i, format!("follower, node {}'s server", node.id));
+            }
+        }
+        let node = &self.nodes[n];
+        if let Some(&i) = used(node).first() {
+            let mode = modes[i].as_deref().unwrap_or("not serving");
+            return (i, format!("{mode}, node {}'s server", node.id));
+        }
+        match (0..SERVERS).find(|&i| follower(i)) {
+            Some(i) => (i, format!("follower; node {} has no server", node.id)),
+            None => (n, "no follower found".to_owned()),
+        }
     }
 }
 
@@ -624,6 +659,8 @@ struct Active {
     index: usize,
     /// A reload's node config before the change.
     before: Option<BTreeMap<String, WorkerDef>>,
+    /// The server a `zk-isolate` cut off.
+    isolated: Option<usize>,
 }
 
 /// The state of a run in progress.
@@ -636,6 +673,8 @@ struct Runner {
     started: Instant,
     /// The workers at the start, described.
     workers: String,
+    /// The servers' syncLimit, in ticks.
+    sync_limit: u32,
 }
 
 impl Runner {
@@ -685,8 +724,10 @@ impl Runner {
         let n = planned.target;
         let mut before = None;
         let mut anomaly = None;
+        let mut isolated = None;
         let target = match kind {
             Kind::ZkKill | Kind::ZkPause => format!("zk{}", n + 1),
+            Kind::ZkIsolate => String::new(),
             Kind::ChildKill | Kind::GuardKill => String::new(),
             _ => format!("node {}", NODES[n]),
         };
@@ -736,6 +777,12 @@ impl Runner {
             }),
             Kind::ZkKill => self.cluster.ensemble.kill(n),
             Kind::ZkPause => self.cluster.ensemble.signal(n, Signal::SIGSTOP),
+            Kind::ZkIsolate => {
+                let (server, why) = self.cluster.server_of(n);
+                self.cluster.ensemble.isolate(server);
+                fault.target = format!("zk{} ({why})", server + 1);
+                isolated = Some(server);
+            }
             Kind::Reload => {
                 before = Some(node.workers.clone());
                 planned
@@ -791,6 +838,7 @@ impl Runner {
                 Active {
                     index: self.faults.len(),
                     before,
+                    isolated,
                 },
             );
         }
@@ -817,6 +865,10 @@ impl Runner {
             }
             Kind::ZkKill => self.cluster.ensemble.restart(n),
             Kind::ZkPause => self.cluster.ensemble.signal(n, Signal::SIGCONT),
+            Kind::ZkIsolate => {
+                let server = active.isolated.expect("the isolated server");
+                self.cluster.ensemble.heal(server);
+            }
             Kind::Reload => {
                 if planned.revert {
                     let node = &mut self.cluster.nodes[n];
@@ -885,6 +937,9 @@ pub fn run(options: &Options) -> Outcome {
             (name.clone(), WorkerDef::random(name, &mut rng))
         })
         .collect();
+    // How long a follower cut off from its leader keeps serving: below S or above it (issue 11 item 1 asks for
+    // both).
+    let sync_limit = if rng.below(2) == 0 { 5 } else { 15 };
     let plan = plan(
         &mut rng,
         options.duration,
@@ -895,7 +950,11 @@ pub fn run(options: &Options) -> Outcome {
     let described: Vec<String> = workers.values().map(WorkerDef::describe).collect();
     let described = described.join(", ");
     println!("nemesis: workers {described}");
-    let cluster = Cluster::start(&workers);
+    println!(
+        "nemesis: syncLimit {sync_limit} ({:?} with tickTime {TICK:?}), S = {S:?}",
+        TICK * sync_limit
+    );
+    let cluster = Cluster::start(&workers, sync_limit);
     let started = Instant::now();
     let mut runner = Runner {
         configured: vec![Configured {
@@ -908,6 +967,7 @@ pub fn run(options: &Options) -> Outcome {
         active: BTreeMap::new(),
         started,
         workers: described,
+        sync_limit,
     };
     runner.say(&format!(
         "every worker runs once; {} faults planned",
@@ -957,10 +1017,11 @@ fn verdict(runner: &Runner, options: &Options, ended: Instant) -> Outcome {
         anomalies: &runner.anomalies,
     });
     let mut figures = format!(
-        "seed {}, {:.0}s of faults, run {:.0}s, S = {S:?}, settle {SETTLE:?}\n",
+        "seed {}, {:.0}s of faults, run {:.0}s, S = {S:?}, settle {SETTLE:?}, syncLimit {} ticks of {TICK:?}\n",
         options.seed,
         options.duration.as_secs_f64(),
-        ended.duration_since(runner.started).as_secs_f64()
+        ended.duration_since(runner.started).as_secs_f64(),
+        runner.sync_limit
     );
     figures.push_str(&history::figures(&checked, &clock));
     if recorder.unidentified() > 0 {
@@ -1062,7 +1123,7 @@ fn elections(cluster: &Cluster, conns: &[Conn]) -> String {
     for node in &cluster.nodes {
         workers.extend(node.workers.keys().cloned());
     }
-    let connect = cluster.ensemble.connect_string();
+    let connect = cluster.ensemble.connect_string(&[0, 1, 2]);
     let root = cluster.root.clone();
     let read = async {
         let client = zk_client(&connect).await;

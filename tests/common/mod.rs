@@ -769,15 +769,6 @@ impl ZkEnsemble {
         self.nodes[i].kill();
     }
 
-    /// Sends `signal` to member `i` (SIGSTOP and SIGCONT freeze and thaw it).
-    pub fn signal(&self, i: usize, signal: Signal) {
-        let process = self.nodes[i]
-            .process
-            .as_ref()
-            .unwrap_or_else(|| panic!("{} is not running", self.nodes[i].name));
-        process.signal(signal);
-    }
-
     /// Starts member `i` again with the same data and ports; waits until it serves as leader or follower.
     pub fn restart(&mut self, i: usize) {
         self.nodes[i].spawn();

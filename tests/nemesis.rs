@@ -1481,6 +1481,45 @@ fn the_checker_finds_each_kind_of_violation() {
         (worst, worker.as_str()),
         (Duration::from_millis(17_500), "w4")
     );
+
+    // A child killed: its end comes just after the kill, which opens the window; it recovers with the restart.
+    let life = |id: usize, opened, closed| Conn {
+        id,
+        worker: "w1".into(),
+        node: "a".into(),
+        token: "1".into(),
+        znode: "/w1/z1".into(),
+        pid: 1,
+        opened,
+        closed,
+    };
+    let conns = [life(0, t0, Some(at(1_001))), life(1, at(1_300), None)];
+    let faults = [Fault {
+        id: 0,
+        kind: "child-kill",
+        target: "w1 on a".into(),
+        detail: String::new(),
+        began: at(1_000),
+        healed: Some(at(1_000)),
+    }];
+    let configured = [Configured {
+        from: t0,
+        workers: ["w1".to_owned()].into(),
+    }];
+    let checked = history::check(&history::Input {
+        conns: &conns,
+        faults: &faults,
+        configured: &configured,
+        started: t0,
+        ended: at(10_000),
+        settle: SETTLE,
+        anomalies: &[],
+    });
+    assert!(checked.violations.is_empty(), "{:#?}", checked.violations);
+    assert_eq!(
+        checked.recoveries.get("child-kill"),
+        Some(&vec![Duration::from_millis(300)])
+    );
 }
 
 #[test]

@@ -418,8 +418,9 @@ pub struct Checked {
     pub worst_no_copy: Option<(Duration, String, Instant)>,
     /// Per fault kind: faults injected.
     pub injected: BTreeMap<&'static str, usize>,
-    /// Per fault kind: the recoveries measured (from the heal that opened a quiet window to the first moment
-    /// every configured worker ran exactly once) and those not seen before the window closed.
+    /// Per fault kind: the recoveries measured (from the heal that opened a quiet window to the moment from
+    /// which every configured worker ran exactly once until the window closed) and those not seen before it
+    /// closed.
     pub recoveries: BTreeMap<&'static str, Vec<Duration>>,
     pub unrecovered: BTreeMap<&'static str, usize>,
     /// Processes started (connections), per worker.
@@ -747,11 +748,15 @@ fn measure_window(
         .collect();
     moments.push(window.from);
     moments.sort();
-    let recovered = moments.into_iter().find(|&t| {
-        configured
+    // Recovered from the moment every configured worker runs exactly once for the rest of the window (a child
+    // killed at the window's start still counts as alive at that instant: its end comes just after).
+    let mut recovered = None;
+    for t in moments {
+        let settled = configured
             .iter()
-            .all(|w| live_at(by_worker.get(w.as_str()).unwrap_or(none), t) == 1)
-    });
+            .all(|w| live_at(by_worker.get(w.as_str()).unwrap_or(none), t) == 1);
+        recovered = if settled { recovered.or(Some(t)) } else { None };
+    }
     match recovered {
         Some(t) => out
             .recoveries

@@ -8,7 +8,9 @@
 //! - [`Witness`]: the worker command that tests hand to the daemon. Each running worker holds a TCP connection
 //!   to the witness for exactly as long as it lives (the kernel closes it however the process dies), so the
 //!   witness sees which node runs a worker, with which fencing token, and when it started and stopped.
-//! - [`Proxy`]: a TCP forwarder in front of ZooKeeper that can [`Proxy::partition`] one supervisor away.
+//! - [`Proxy`]: a TCP forwarder in front of ZooKeeper that can [`Proxy::partition`] one supervisor away, cut one
+//!   direction only ([`Proxy::cut`]) or hold every chunk for a while ([`Proxy::slow`]).
+//! - [`history`]: an exact recorder of worker lives and the checker over a whole fault run (tests/nemesis.rs).
 //! - [`Supervisor`]: the real binary with a config written to a temp dir and its log captured.
 //! - [`zk_client`], [`candidates`]: read the elections as ZooKeeper stores them.
 //! - [`wait_until`]: every wait has a condition, a deadline, and says what it waited for.
@@ -19,6 +21,7 @@
 //! started through a [`Witness`] command exit by themselves when the witness goes away.
 #![allow(dead_code)]
 
+pub mod history;
 pub mod quorum;
 
 use std::collections::hash_map::RandomState;
@@ -33,7 +36,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1171,10 +1174,23 @@ impl Drop for Witness {
 // ---------------------------------------------------------------------------------------------------------------
 // Proxy
 
+/// One direction of a proxied connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server: the connect request, requests, pings. Cut, the server hears nothing from the client.
+    ToServer,
+    /// Server to client: replies and watch events. Cut, the server still hears the client (and keeps its
+    /// session alive) while the client hears nothing back.
+    ToClient,
+}
+
+/// A chunk on its way: no earlier than this, these bytes.
+type Chunk = (Instant, Vec<u8>);
+
 struct ProxyConn {
     client: TcpStream,
     upstream: Option<TcpStream>,
-    /// Lived through a partition: its streams are garbage, heal closes it.
+    /// Lived through a cut (bytes were, or may have been, dropped): its streams are garbage, heal closes it.
     tainted: AtomicBool,
     /// Replies from the server are no longer forwarded (a request's reply is being lost).
     mute: AtomicBool,
@@ -1193,15 +1209,58 @@ impl ProxyConn {
 
 struct ProxyShared {
     upstream: SocketAddr,
-    /// Guards `partitioned` changes together with the connection list.
+    /// Guards changes of the cuts together with the connection list.
     conns: Mutex<Vec<Arc<ProxyConn>>>,
-    partitioned: AtomicBool,
+    /// Bytes from the client to the server are discarded.
+    cut_to_server: AtomicBool,
+    /// Bytes from the server to the client are discarded.
+    cut_to_client: AtomicBool,
+    /// Each chunk is held a random time in `[delay_min_ms, delay_max_ms]` before it is forwarded (in order);
+    /// both 0: forwarded at once.
+    delay_min_ms: AtomicU64,
+    delay_max_ms: AtomicU64,
     /// Armed by [`Proxy::lose_next_candidate_create_reply`].
     cut_on_create: AtomicBool,
     closing: AtomicBool,
 }
 
-/// A TCP forwarder from 127.0.0.1:<port> to one ZooKeeper server, which can black-hole all traffic.
+impl ProxyShared {
+    fn is_cut(&self, direction: Direction) -> bool {
+        match direction {
+            Direction::ToServer => self.cut_to_server.load(Ordering::SeqCst),
+            Direction::ToClient => self.cut_to_client.load(Ordering::SeqCst),
+        }
+    }
+
+    fn any_cut(&self) -> bool {
+        self.is_cut(Direction::ToServer) || self.is_cut(Direction::ToClient)
+    }
+
+    /// How long to hold the chunk read now.
+    fn hold(&self) -> Duration {
+        let min = self.delay_min_ms.load(Ordering::SeqCst);
+        let max = self.delay_max_ms.load(Ordering::SeqCst).max(min);
+        if max == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(min + random_u64() % (max - min + 1))
+    }
+
+    /// When a chunk read now in a direction whose last chunk was due at `last` is due: after its hold, and
+    /// never before the chunk ahead of it.
+    fn due(&self, last: &mut Instant) -> Instant {
+        let due = (Instant::now() + self.hold()).max(*last);
+        *last = due;
+        due
+    }
+}
+
+/// A TCP forwarder from 127.0.0.1:<port> to one ZooKeeper server. It can black-hole all traffic
+/// ([`Proxy::partition`]), one direction only ([`Proxy::cut`]), or hold every chunk for a while before
+/// forwarding it ([`Proxy::slow`]); [`Proxy::heal`] ends all of these.
+///
+/// Each direction of each connection has a reader thread and a writer thread: the reader decides what is dropped
+/// and when each chunk is due, the writer forwards chunks in order once due (at once unless the link is slow).
 pub struct Proxy {
     addr: SocketAddr,
     shared: Arc<ProxyShared>,
@@ -1218,7 +1277,10 @@ impl Proxy {
         let shared = Arc::new(ProxyShared {
             upstream,
             conns: Mutex::new(Vec::new()),
-            partitioned: AtomicBool::new(false),
+            cut_to_server: AtomicBool::new(false),
+            cut_to_client: AtomicBool::new(false),
+            delay_min_ms: AtomicU64::new(0),
+            delay_max_ms: AtomicU64::new(0),
             cut_on_create: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         });
@@ -1236,8 +1298,9 @@ impl Proxy {
                 return;
             }
             let Ok(client) = client else { continue };
-            // Connect upstream only outside a partition; inside one, the client talks into the void.
-            let upstream = if shared.partitioned.load(Ordering::SeqCst) {
+            // Connect upstream unless requests are cut; then the client talks into the void. With only replies
+            // cut, the server gets the connection and its requests, the client none of the answers.
+            let upstream = if shared.is_cut(Direction::ToServer) {
                 None
             } else {
                 match TcpStream::connect_timeout(&shared.upstream, Duration::from_secs(2)) {
@@ -1254,7 +1317,7 @@ impl Proxy {
             let conn = Arc::new(ProxyConn {
                 client,
                 upstream,
-                tainted: AtomicBool::new(shared.partitioned.load(Ordering::SeqCst)),
+                tainted: AtomicBool::new(shared.any_cut()),
                 mute: AtomicBool::new(false),
                 done: AtomicBool::new(false),
             });
@@ -1273,53 +1336,91 @@ impl Proxy {
             Some(upstream) => {
                 let (to_upstream, from_upstream) = (upstream.try_clone()?, upstream.try_clone()?);
                 let to_client = conn.client.try_clone()?;
-                Proxy::pump_requests(from_client, to_upstream, conn.clone(), shared.clone());
-                Proxy::pump(from_upstream, Some(to_client), conn.clone(), shared.clone());
+                let requests = Proxy::writer(Some(to_upstream), Direction::ToServer, conn, shared);
+                Proxy::pump_requests(from_client, requests, conn.clone(), shared.clone());
+                let replies = Proxy::writer(Some(to_client), Direction::ToClient, conn, shared);
+                Proxy::pump_replies(from_upstream, replies, conn.clone(), shared.clone());
             }
-            None => Proxy::pump(from_client, None, conn.clone(), shared.clone()),
+            None => {
+                let void = Proxy::writer(None, Direction::ToServer, conn, shared);
+                Proxy::pump_requests(from_client, void, conn.clone(), shared.clone());
+            }
         }
         Ok(())
     }
 
-    /// Copies `from` to `to` outside partitions, discards inside them, and closes the connection when either
-    /// side ends or when a connection that lived through a partition sees traffic after it.
-    fn pump(
-        mut from: TcpStream,
+    /// The writing half of one direction: forwards chunks in order, each once due. A chunk due while its
+    /// direction is cut is discarded; a connection that lived through a cut is closed at its first chunk after
+    /// the heal (heal closes it anyway); a connection whose reader ended is closed once its chunks are out.
+    fn writer(
         mut to: Option<TcpStream>,
-        conn: Arc<ProxyConn>,
-        shared: Arc<ProxyShared>,
-    ) {
+        direction: Direction,
+        conn: &Arc<ProxyConn>,
+        shared: &Arc<ProxyShared>,
+    ) -> mpsc::Sender<Chunk> {
+        let (sender, chunks) = mpsc::channel::<Chunk>();
+        let (conn, shared) = (conn.clone(), shared.clone());
         thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = match from.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                if shared.partitioned.load(Ordering::SeqCst) {
+            for (due, chunk) in chunks {
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    thread::sleep(wait);
+                }
+                if shared.is_cut(direction) {
                     conn.tainted.store(true, Ordering::SeqCst);
                     continue;
                 }
-                if conn.tainted.load(Ordering::SeqCst) {
+                if conn.tainted.load(Ordering::SeqCst) && !shared.any_cut() {
                     break;
                 }
-                if conn.mute.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let Some(to) = to.as_mut() else { break };
-                if to.write_all(&buf[..n]).is_err() {
+                let Some(to) = to.as_mut() else {
+                    // Accepted during a cut of requests, and the cut is over: like a refused connection.
+                    break;
+                };
+                if to.write_all(&chunk).is_err() {
                     break;
                 }
             }
             conn.close();
         });
+        sender
     }
 
-    /// Client to server: like [`Proxy::pump`], but whole ZooKeeper frames at a time (each is length-prefixed),
-    /// so that a create of a candidate (`/_c_` in its path) can be let through while its reply is lost.
+    /// Server to client: hands every chunk to `to` with its due time, unless replies are cut or muted.
+    fn pump_replies(
+        mut from: TcpStream,
+        to: mpsc::Sender<Chunk>,
+        conn: Arc<ProxyConn>,
+        shared: Arc<ProxyShared>,
+    ) {
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut last = Instant::now();
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if shared.is_cut(Direction::ToClient) {
+                    conn.tainted.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                if conn.mute.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if to.send((shared.due(&mut last), buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+            // Dropping `to` lets the writer deliver what it holds, then close.
+        });
+    }
+
+    /// Client to server: like [`Proxy::pump_replies`], but whole ZooKeeper frames at a time (each is
+    /// length-prefixed), so that a create of a candidate (`/_c_` in its path) can be let through while its reply
+    /// is lost.
     fn pump_requests(
         mut from: TcpStream,
-        mut to: TcpStream,
+        to: mpsc::Sender<Chunk>,
         conn: Arc<ProxyConn>,
         shared: Arc<ProxyShared>,
     ) {
@@ -1327,18 +1428,16 @@ impl Proxy {
             let mut buf = vec![0u8; 64 * 1024];
             let mut pending = Vec::new();
             let mut frames = 0usize;
+            let mut last = Instant::now();
             'read: loop {
                 let n = match from.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                if shared.partitioned.load(Ordering::SeqCst) {
+                if shared.is_cut(Direction::ToServer) {
                     conn.tainted.store(true, Ordering::SeqCst);
                     pending.clear();
                     continue;
-                }
-                if conn.tainted.load(Ordering::SeqCst) {
-                    break;
                 }
                 pending.extend_from_slice(&buf[..n]);
                 while pending.len() >= 4 {
@@ -1357,17 +1456,18 @@ impl Proxy {
                     if cut {
                         conn.mute.store(true, Ordering::SeqCst);
                     }
-                    if to.write_all(&frame).is_err() {
+                    if to.send((shared.due(&mut last), frame)).is_err() {
                         break 'read;
                     }
                     if cut {
-                        // Let the server apply it, then drop the connection before the reply goes back.
+                        // Let the server apply it, then drop the connection before the reply goes back. (On a
+                        // slow link the frame may not have been forwarded yet: do not combine the two.)
                         thread::sleep(Duration::from_millis(100));
+                        conn.close();
                         break 'read;
                     }
                 }
             }
-            conn.close();
         });
     }
 
@@ -1386,24 +1486,63 @@ impl Proxy {
     /// nothing is closed.
     pub fn partition(&self) {
         let conns = lock(&self.shared.conns);
-        self.shared.partitioned.store(true, Ordering::SeqCst);
+        self.shared.cut_to_server.store(true, Ordering::SeqCst);
+        self.shared.cut_to_client.store(true, Ordering::SeqCst);
         for conn in conns.iter() {
             conn.tainted.store(true, Ordering::SeqCst);
         }
     }
 
-    /// Ends the partition: connections that lived through it are closed, new ones are forwarded.
+    /// From now on every byte in `direction`, on existing and new connections, is read and discarded; the other
+    /// direction still flows. Nothing is closed. [`Proxy::heal`] ends it.
+    pub fn cut(&self, direction: Direction) {
+        let _conns = lock(&self.shared.conns);
+        match direction {
+            Direction::ToServer => self.shared.cut_to_server.store(true, Ordering::SeqCst),
+            Direction::ToClient => self.shared.cut_to_client.store(true, Ordering::SeqCst),
+        }
+    }
+
+    /// From now on every chunk, in both directions, is held a random time between `min` and `max` before it is
+    /// forwarded; order is kept. [`Proxy::heal`] ends it (chunks held by then are still delivered, in order).
+    pub fn slow(&self, min: Duration, max: Duration) {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_min_ms.store(ms(min), Ordering::SeqCst);
+        self.shared
+            .delay_max_ms
+            .store(ms(max.max(min)), Ordering::SeqCst);
+    }
+
+    /// Ends partitions, cuts and slowness: connections that lived through a cut are closed, new ones are
+    /// forwarded at once.
     pub fn heal(&self) {
         let mut conns = lock(&self.shared.conns);
         for conn in conns.iter().filter(|c| c.tainted.load(Ordering::SeqCst)) {
             conn.close();
         }
         conns.retain(|c| !c.done.load(Ordering::SeqCst));
-        self.shared.partitioned.store(false, Ordering::SeqCst);
+        self.shared.cut_to_server.store(false, Ordering::SeqCst);
+        self.shared.cut_to_client.store(false, Ordering::SeqCst);
+        self.shared.delay_min_ms.store(0, Ordering::SeqCst);
+        self.shared.delay_max_ms.store(0, Ordering::SeqCst);
     }
 
+    /// Whether both directions are cut (a [`Proxy::partition`]).
     pub fn is_partitioned(&self) -> bool {
-        self.shared.partitioned.load(Ordering::SeqCst)
+        self.shared.is_cut(Direction::ToServer) && self.shared.is_cut(Direction::ToClient)
+    }
+
+    /// Whether `direction` is cut.
+    pub fn is_cut(&self, direction: Direction) -> bool {
+        self.shared.is_cut(direction)
+    }
+
+    /// How many connections it forwards now (closed ones excluded).
+    pub fn connections(&self) -> usize {
+        lock(&self.shared.conns)
+            .iter()
+            .filter(|c| !c.done.load(Ordering::SeqCst))
+            .count()
     }
 }
 

@@ -530,6 +530,39 @@ impl QuorumEnsemble {
     pub fn log(&self, i: usize) -> String {
         self.nodes[i].log()
     }
+
+    /// SIGKILLs server `i` (and reaps it); its data and links stay for [`QuorumEnsemble::restart`].
+    pub fn kill(&mut self, i: usize) {
+        assert!(
+            self.nodes[i].process.is_some(),
+            "zk{} is not running",
+            i + 1
+        );
+        self.nodes[i].kill();
+    }
+
+    /// Starts server `i` again with the same data, ports and links; waits (up to 30 s) until it serves as leader
+    /// or follower.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i].spawn();
+        let deadline = Instant::now() + ZK_START_TIMEOUT;
+        if let Err(error) = self.nodes[i].wait_serving(&["leader", "follower"], deadline) {
+            let why = match error {
+                StartError::AddrInUse => "its ports are taken".to_owned(),
+                StartError::Failed(why) => why,
+            };
+            panic!("restart zk{}: {why}\n{}", i + 1, logs(&self.nodes, ""));
+        }
+    }
+
+    /// Sends `signal` to server `i` (SIGSTOP and SIGCONT freeze and thaw it).
+    pub fn signal(&self, i: usize, signal: nix::sys::signal::Signal) {
+        let process = self.nodes[i]
+            .process
+            .as_ref()
+            .unwrap_or_else(|| panic!("zk{} is not running", i + 1));
+        process.signal(signal);
+    }
 }
 
 /// Waits until the server's election listener has bound its port, as its log says. A server serves even when

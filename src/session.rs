@@ -116,12 +116,16 @@ impl Session {
     where
         Fut: Future<Output = Result<T, zk::Error>> + 'a,
     {
-        let _slot = self
-            .in_flight
+        let _slot = self.slot().await?;
+        self.send(request).await
+    }
+
+    /// One of the [`MAX_IN_FLIGHT`] slots, once free.
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, zk::Error> {
+        self.in_flight
             .acquire()
             .await
-            .map_err(|_| zk::Error::ClientClosed)?;
-        self.send(request).await
+            .map_err(|_| zk::Error::ClientClosed)
     }
 
     /// Like [`Session::call`], with a `sync` of `path` pipelined before the request: the request is
@@ -139,11 +143,7 @@ impl Session {
     where
         Fut: Future<Output = Result<T, zk::Error>> + 'a,
     {
-        let _slot = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| zk::Error::ClientClosed)?;
+        let _slot = self.slot().await?;
         let sent = Stamp::now();
         let sync = self.client.sync(path);
         let read = request(&self.client);

@@ -685,6 +685,7 @@ impl Runner {
         );
     }
 
+    /// Records a problem the run itself saw; `node` is "" when no node is concerned.
     fn anomaly(&mut self, node: &str, what: String) {
         self.say(&format!("ANOMALY: {what}"));
         self.anomalies.push(Violation {
@@ -692,7 +693,11 @@ impl Runner {
             at: Instant::now(),
             since: Instant::now() - history::LEAD,
             worker: None,
-            nodes: vec![node.to_owned()],
+            nodes: if node.is_empty() {
+                Vec::new()
+            } else {
+                vec![node.to_owned()]
+            },
             what,
         });
     }
@@ -890,11 +895,55 @@ impl Runner {
             }
             Kind::ChildKill | Kind::GuardKill => {}
         }
+        if planned.kind.scope() == Scope::Server {
+            self.wait_for_quorum(active.index);
+        }
         let fault = &mut self.faults[active.index];
         fault.healed = Some(Instant::now());
         let line = format!("heal  #{index} {} {}", fault.kind, fault.target);
         self.say(&line);
         self.check_supervisors();
+    }
+
+    /// After a server fault: the fault lasts until the ensemble serves again (a leader, and a majority of the
+    /// servers leading or following it), since nothing can run without ZooKeeper. How long that took after the healing
+    /// action is ZooKeeper's own recovery, noted in the fault's detail; more than 30 s is an anomaly.
+    fn wait_for_quorum(&mut self, fault: usize) {
+        let healed = Instant::now();
+        let ensemble = &self.cluster.ensemble;
+        let mut modes = Vec::new();
+        let serving = poll_until(Duration::from_secs(30), &mut || {
+            modes = (0..SERVERS).map(|i| ensemble.mode(i)).collect();
+            let leaders = modes
+                .iter()
+                .filter(|m| m.as_deref() == Some("leader"))
+                .count();
+            let serving = modes
+                .iter()
+                .filter(|m| matches!(m.as_deref(), Some("leader" | "follower")))
+                .count();
+            leaders == 1 && serving > SERVERS / 2
+        });
+        let took = healed.elapsed();
+        let _ = write!(
+            self.faults[fault].detail,
+            ", ensemble serving {:.3}s after the heal",
+            took.as_secs_f64()
+        );
+        if !serving {
+            let logs: String = (0..SERVERS)
+                .map(|i| {
+                    let log = self.cluster.ensemble.log(i);
+                    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    format!("----- zk{} -----\n{}\n", i + 1, tail.join("\n"))
+                })
+                .collect();
+            self.anomaly(
+                "",
+                format!("the ensemble had no quorum 30s after the heal: modes {modes:?}\n{logs}"),
+            );
+        }
     }
 }
 

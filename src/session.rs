@@ -35,6 +35,9 @@ use crate::lease::{Lease, Renewal, Stamp};
 /// requests (1000 by default; past it the server stops reading from every connection).
 pub const MAX_IN_FLIGHT: usize = 32;
 
+/// The longest pause between two attempts to open a session.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+
 /// A live session and its lease.
 #[derive(Debug)]
 pub struct Session {
@@ -472,7 +475,9 @@ async fn connect(
             () = tokio::time::sleep(delay) => {}
             () = stop.cancelled() => return Ok(None),
         }
-        delay = (delay * 2).min(Duration::from_secs(10));
+        // At most 2 s between attempts: after an outage of the ensemble every worker of the node waits
+        // for this reconnect, and an attempt every 2 s costs a server nothing.
+        delay = (delay * 2).min(MAX_RECONNECT_DELAY);
     }
 }
 

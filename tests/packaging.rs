@@ -105,10 +105,10 @@ fn the_unit_leaves_room_for_the_longest_grace_period() {
     );
     // The watchdog must not fire while the lease could still keep a worker running, nor between the
     // daemon's pings while ZooKeeper is unreachable (a connection attempt of up to S + 1 s, then up to
-    // 10 s of backoff).
+    // 2 s of backoff).
     let watchdog = seconds(&unit_setting(&unit, "WatchdogSec").expect("WatchdogSec="));
     assert!(
-        watchdog > Duration::from_secs(40 + 1 + 10),
+        watchdog > Duration::from_secs(40 + 1 + 2),
         "WatchdogSec={watchdog:?}"
     );
 }

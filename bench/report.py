@@ -131,6 +131,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=None)
     ap.add_argument("--markdown", required=True)
     ap.add_argument("--json", required=True)
+    ap.add_argument("--nemesis", default="bench/nemesis-report.txt",
+                    help="the figures of the last long fault-schedule run (cargo bench --bench nemesis), if any")
     a = ap.parse_args()
 
     handoff = parse_handoff(a.handoff)
@@ -486,6 +488,20 @@ def main():
         "the host plus processes of ours that ended during the window). On machines with a node per host, a "
         "node's spawn work and its share of ZooKeeper's are not competing with two other nodes'.\n"
     )
+    if os.path.exists(a.nemesis):
+        md.append(
+            "## fault schedule (issue 11): the long form\n\n"
+            "- **What:** Safety and liveness under a seeded random schedule of faults, checked over the whole "
+            "history by an observer outside every process: no overlap ever, fencing tokens of new leaderships "
+            "above all before them, every worker running exactly once within S + 2 s of each quiet window.\n"
+            "- **How:** `cargo bench --bench nemesis` (tests/nemesis.rs's schedule, 30 minutes): 3 nodes, a "
+            "three-server ensemble whose servers talk through cuttable links, 10 workers (some ignore SIGTERM, "
+            "some leave a `setsid` grandchild), S = 2 s; supervisor SIGKILL / SIGSTOP / SIGTERM, symmetric and "
+            "one-way partitions, slow links, a server cut off from its quorum, killed or paused, reloads, "
+            "child and guard kills. Not part of `bench/run` (it takes 30 minutes): its last output is kept in "
+            f"`{a.nemesis}` and copied here.\n\n"
+            "```text\n" + open(a.nemesis).read().rstrip() + "\n```\n"
+        )
     with open(a.markdown, "w") as f:
         f.write("\n".join(md) + "\n")
 

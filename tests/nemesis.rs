@@ -1447,8 +1447,10 @@ async fn proxy_cuts_one_direction_or_slows_every_chunk() {
     let began = Instant::now();
     via_proxy.get_data(&root).await.expect("a read once healed");
     let fast = began.elapsed();
+    // A chunk already held when the link healed (the client's ping, say) still takes its up to 500 ms, and
+    // a request may queue behind it; no longer slowed both ways means under the 800 ms of a slow round trip.
     assert!(
-        fast < Duration::from_millis(400),
+        fast < Duration::from_millis(800),
         "a round trip took {fast:?} once healed"
     );
     direct.delete(&heard, None).await.expect("delete");

@@ -113,21 +113,11 @@ fn ends_session(e: &zk::Error) -> bool {
 /// unknown: the request may have been applied and its answer lost.
 fn is_answer(e: &zk::Error) -> bool {
     use zk::Error as E;
-    matches!(
-        e,
-        E::NoNode
-            | E::NoAuth
-            | E::BadVersion
-            | E::NoChildrenForEphemerals
-            | E::NodeExists
-            | E::NotEmpty
-            | E::InvalidAcl
-            | E::BadArguments(_)
-            | E::QuotaExceeded
-            | E::Unimplemented
-            | E::NotReadOnly
-            | E::Throttled
-    )
+    crate::session::is_server_error(e)
+        || matches!(
+            e,
+            E::BadArguments(_) | E::Unimplemented | E::NotReadOnly | E::Throttled
+        )
 }
 
 /// What a confirmed leader gets: its fencing token and a watch on its own candidate.

@@ -242,22 +242,27 @@ impl Session {
 
 /// Whether a request's result came from the server.
 fn answered<T>(result: &Result<T, zk::Error>) -> bool {
-    use zk::Error as E;
     match result {
         Ok(_) => true,
-        Err(e) => matches!(
-            e,
-            E::NoNode
-                | E::NoAuth
-                | E::BadVersion
-                | E::NoChildrenForEphemerals
-                | E::NodeExists
-                | E::NotEmpty
-                | E::InvalidAcl
-                | E::NoWatcher
-                | E::QuotaExceeded
-        ),
+        Err(e) => is_server_error(e) || matches!(e, zk::Error::NoWatcher),
     }
+}
+
+/// The error codes a server gives for a request it received and handled; shared by the lease's
+/// accounting and the election's "was it applied?" question, which each add their own.
+pub(crate) fn is_server_error(e: &zk::Error) -> bool {
+    use zk::Error as E;
+    matches!(
+        e,
+        E::NoNode
+            | E::NoAuth
+            | E::BadVersion
+            | E::NoChildrenForEphemerals
+            | E::NodeExists
+            | E::NotEmpty
+            | E::InvalidAcl
+            | E::QuotaExceeded
+    )
 }
 
 /// A problem that stops the daemon.

@@ -139,28 +139,7 @@ impl Child {
         if !lease.holds_for(worker.grace_period) {
             return Err(SpawnError::Lease);
         }
-        let env = worker
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
-            .collect();
-        let spec = Spec {
-            worker: worker.name.clone(),
-            argv: worker.command.clone(),
-            env,
-            working_dir: worker
-                .working_dir
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned()),
-            user: worker.user.clone(),
-            group: worker.group.clone(),
-            stop_signal: worker.stop_signal as i32,
-            grace_ms: u64::try_from(worker.grace_period.as_millis()).unwrap_or(u64::MAX),
-            deadline_ns: 0,
-            nofile: CHILD_NOFILE.get().copied(),
-            shared_deadline: false,
-        };
+        let spec = spec_for(worker, worker.command.clone(), extra_env);
         let stdout = pipe::Receiver::from_owned_fd(stdout)?;
         let stderr = pipe::Receiver::from_owned_fd(stderr)?;
         let started = Child::start(spec, &stdout_w, &stderr_w, lease).await;
@@ -295,6 +274,32 @@ impl Child {
     }
 }
 
+/// What a guard needs to run `argv` as `worker` runs: its user, group, working directory and
+/// environment with `extra_env` on top, its stop signal and grace period.
+fn spec_for(worker: &WorkerConfig, argv: Vec<String>, extra_env: &[(&str, String)]) -> Spec {
+    Spec {
+        worker: worker.name.clone(),
+        argv,
+        env: worker
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
+            .collect(),
+        working_dir: worker
+            .working_dir
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        user: worker.user.clone(),
+        group: worker.group.clone(),
+        stop_signal: worker.stop_signal as i32,
+        grace_ms: u64::try_from(worker.grace_period.as_millis()).unwrap_or(u64::MAX),
+        deadline_ns: 0,
+        nofile: CHILD_NOFILE.get().copied(),
+        shared_deadline: false,
+    }
+}
+
 /// Runs `worker`'s health check under a guard, as the child runs: with the worker's `user`, `group`,
 /// `working_dir` and environment (plus `extra_env`), in a process group of its own, stdin and output
 /// to /dev/null, killed at the lease deadline or when the supervisor dies. `Err` with the reason when
@@ -323,26 +328,10 @@ pub async fn run_check(
         .map_err(|e| format!("open /dev/null: {e}"))?;
     let devnull = OwnedFd::from(devnull);
     let spec = Spec {
-        worker: worker.name.clone(),
-        argv: check.command.clone(),
-        env: worker
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .chain(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
-            .collect(),
-        working_dir: worker
-            .working_dir
-            .as_ref()
-            .map(|p| p.to_string_lossy().into_owned()),
-        user: worker.user.clone(),
-        group: worker.group.clone(),
         // No grace: a check that is stopped has failed, and what it leaves behind goes at once.
         stop_signal: nix::sys::signal::Signal::SIGKILL as i32,
         grace_ms: 0,
-        deadline_ns: 0,
-        nofile: CHILD_NOFILE.get().copied(),
-        shared_deadline: false,
+        ..spec_for(worker, check.command.clone(), extra_env)
     };
     let until = tokio::time::Instant::now() + check.timeout;
     let timed_out = || format!("{program}: no answer within {:?}", check.timeout);

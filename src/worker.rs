@@ -33,7 +33,7 @@ use zookeeper_client as zk;
 use crate::config::WorkerConfig;
 use crate::election::{Candidate, Election, ElectionError, Leadership, Reaper};
 use crate::guard::Cause;
-use crate::process::{Child, Ended, SpawnError};
+use crate::process::{Child, Ended, Exit, SpawnError};
 use crate::session::Session;
 
 /// A run that ends sooner than this after its start counts as a failure (SPEC §3 `handoff_after`).
@@ -112,6 +112,53 @@ pub struct Shared {
     pub health_check_failures: AtomicU64,
     /// When this node last became the leader, in milliseconds since the Unix epoch; 0 if never.
     pub leader_since_ms: AtomicU64,
+    /// Why the worker may not be running: how its child last ended, its last failed start, its
+    /// consecutive failures (for `status` and the systemd status line).
+    pub history: std::sync::Mutex<History>,
+}
+
+/// A worker's recent history on this node: what answers "why is it not running?".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    /// How the child last ended, if it ever ran here.
+    pub last_exit: Option<LastExit>,
+    /// The last start that failed; cleared when a start succeeds.
+    pub start_error: Option<StartError>,
+    /// Consecutive failures: exits within [`QUICK_FAILURE`] of the start, and failed starts. Back to 0
+    /// after a longer run, and when this node gives leadership up.
+    pub failures: u32,
+}
+
+/// How a child ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastExit {
+    pub exit: Exit,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// How long it had run.
+    pub ran: Duration,
+}
+
+/// A start that failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartError {
+    pub error: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl Shared {
+    /// A copy of the worker's history.
+    #[must_use]
+    pub fn history(&self) -> History {
+        lock(&self.history).clone()
+    }
+
+    /// Whether this node leads the worker but cannot start it: its last start failed.
+    #[must_use]
+    pub fn failing_to_start(&self) -> Option<StartError> {
+        lock(&self.history).start_error.clone()
+    }
 }
 
 impl Shared {
@@ -123,6 +170,7 @@ impl Shared {
             handoffs: AtomicU64::new(0),
             health_check_failures: AtomicU64::new(0),
             leader_since_ms: AtomicU64::new(0),
+            history: std::sync::Mutex::new(History::default()),
         }
     }
 }
@@ -486,6 +534,7 @@ impl Job {
         }
         let w = &self.worker;
         let mut failures = 0u32;
+        lock(&self.shared.history).failures = 0;
         let mut starts = 0u32;
         // After a takeover delay the campaign's confirmation is stale: confirm again.
         let mut confirmed = self.ctx.takeover_delay.is_zero().then_some(first);
@@ -552,6 +601,7 @@ impl Job {
             starts += 1;
             let outcome = match Child::spawn(w, &env, &session.lease).await {
                 Ok(mut child) => {
+                    lock(&self.shared.history).start_error = None;
                     // Renewals that came while it started: the guard must have the latest deadline (it reads
                     // the shared page by itself, if there is one).
                     let latest = *lease.borrow_and_update();
@@ -589,6 +639,10 @@ impl Job {
                 }
                 Err(e) => {
                     tracing::error!(worker = self.name(), error = %e, "cannot start the command");
+                    lock(&self.shared.history).start_error = Some(StartError {
+                        error: e.to_string(),
+                        at_ms: epoch_ms(),
+                    });
                     Supervised::Failed
                 }
             };
@@ -607,6 +661,11 @@ impl Job {
                     } else {
                         failures = 0;
                     }
+                    lock(&self.shared.history).last_exit = Some(LastExit {
+                        exit: ended.exit,
+                        at_ms: epoch_ms(),
+                        ran: ended.ran,
+                    });
                     ended.ran
                 }
                 Supervised::Failed => {
@@ -614,6 +673,7 @@ impl Job {
                     Duration::ZERO
                 }
             };
+            lock(&self.shared.history).failures = failures;
             let delay = lock(&self.backoff).exited(w, ran);
             if w.handoff_after > 0 && failures >= w.handoff_after {
                 tracing::warn!(

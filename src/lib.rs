@@ -11,6 +11,7 @@ pub mod config;
 pub mod election;
 pub mod guard;
 pub mod lease;
+pub mod limits;
 pub mod metrics;
 pub mod process;
 pub mod session;

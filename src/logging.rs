@@ -17,6 +17,21 @@
 //! written the queue out, for at most [`FLUSH_TIMEOUT`] each, so that a pipe nobody reads cannot hold
 //! the process after its work is done either.
 //!
+//! # Escaping
+//!
+//! A line of the log is one line: nothing a worker prints can move the cursor back over the front of
+//! its line or start a new one, and so pass off its words as another worker's or the daemon's. In
+//! the text format, every control character that survives formatting is written escaped, whatever
+//! field it is in: C0 controls (tab included: fields are separated by spaces, and a tab could line up
+//! a forged field) and DEL as `\xNN` (`\r` is `\x0d`, NUL `\x00`), and NEL (U+0085) and the Unicode
+//! line and paragraph separators (U+2028, U+2029) as `\u{NNNN}`: the style tracing-subscriber uses
+//! for the ESC, BEL, BS, FF, DEL and C1 characters it already escapes in messages (`\x1b`,
+//! `\u{85}`). ESC is left as it is only when the log goes to a terminal, where the formatter colours
+//! the line with it. A backslash is not escaped, so the escaped form is for reading, not for decoding.
+//! The JSON format escapes control characters already (serde_json); NEL, DEL and the Unicode
+//! separators, which it leaves, are written as JSON escapes (`\u2028`), which mean the same.
+//! The escaping runs on the writer thread, not on the event loop.
+//!
 //! # Accounting
 //!
 //! A line is *dropped* when the queue is full or when writing it fails (the reader is gone). The count is
@@ -64,11 +79,12 @@ pub struct Logs {
 pub fn init(format: Format) -> Logs {
     use tracing_subscriber::EnvFilter;
     let counts = Arc::new(Counts::default());
+    let ansi = io::IsTerminal::is_terminal(&io::stderr());
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(QUEUE_LINES)
         .thread_name("log-writer")
-        .finish(Stderr::new(counts.clone()));
+        .finish(Stderr::new(counts.clone(), escaping(format, ansi)));
     let full = writer.error_counter();
     let failed = counts.clone();
     let dropped = move || {
@@ -79,7 +95,7 @@ pub fn init(format: Format) -> Logs {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,zookeeper_client=warn"));
     let builder = tracing_subscriber::fmt()
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(writer);
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
@@ -136,20 +152,80 @@ struct Counts {
     failed: AtomicU64,
 }
 
+/// What the writer escapes in each line (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Escaping {
+    /// The text format; `ansi`: the formatter colours the line with ESC sequences of its own.
+    Text { ansi: bool },
+    Json,
+}
+
+fn escaping(format: Format, ansi: bool) -> Escaping {
+    match format {
+        Format::Text => Escaping::Text { ansi },
+        Format::Json => Escaping::Json,
+    }
+}
+
+/// `line` (one formatted event, ending with its newline) as it may be written: see the module docs.
+/// Borrowed when there is nothing to escape, which is nearly always.
+fn escape(line: &[u8], escaping: Escaping) -> std::borrow::Cow<'_, [u8]> {
+    use std::fmt::Write as _;
+    let (body, end) = match line.strip_suffix(b"\n") {
+        Some(body) => (body, &b"\n"[..]),
+        None => (line, &b""[..]),
+    };
+    let text = String::from_utf8_lossy(body);
+    let special = |c: char| match escaping {
+        Escaping::Text { ansi } => {
+            (c.is_ascii_control() && !(ansi && c == '\x1b'))
+                || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')
+        }
+        Escaping::Json => matches!(c, '\x7f' | '\u{85}' | '\u{2028}' | '\u{2029}'),
+    };
+    if !text.contains(special) && matches!(text, std::borrow::Cow::Borrowed(_)) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match (special(c), escaping) {
+            (false, _) => out.push(c),
+            (true, Escaping::Json) => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            (true, Escaping::Text { .. }) if c.is_ascii() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            (true, Escaping::Text { .. }) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
+    }
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(end);
+    std::borrow::Cow::Owned(bytes)
+}
+
 /// Stderr as the writer thread sees it: a descriptor of its own (so it never holds the lock of
-/// `std::io::stderr`, which anything else could then wait for), counting each line written or failed.
+/// `std::io::stderr`, which anything else could then wait for), counting each line written or failed,
+/// escaping what a line must not carry ([`escape`]).
 struct Stderr {
     out: Box<dyn Write + Send>,
     counts: Arc<Counts>,
+    escaping: Escaping,
 }
 
 impl Stderr {
-    fn new(counts: Arc<Counts>) -> Stderr {
+    fn new(counts: Arc<Counts>, escaping: Escaping) -> Stderr {
         let out: Box<dyn Write + Send> = match io::stderr().as_fd().try_clone_to_owned() {
             Ok(fd) => Box::new(std::fs::File::from(fd)),
             Err(_) => Box::new(io::stderr()),
         };
-        Stderr { out, counts }
+        Stderr {
+            out,
+            counts,
+            escaping,
+        }
     }
 }
 
@@ -160,7 +236,7 @@ impl Write for Stderr {
 
     /// The writer thread hands over one line per call.
     fn write_all(&mut self, line: &[u8]) -> io::Result<()> {
-        let result = self.out.write_all(line);
+        let result = self.out.write_all(&escape(line, self.escaping));
         let count = if result.is_ok() {
             &self.counts.written
         } else {
@@ -266,6 +342,57 @@ mod tests {
         // The next episode counts from its own start.
         assert_eq!(watch.observe(t0 + secs(34), 1003, 7000), None);
         assert_eq!(watch.observe(t0 + secs(35), 1003, 7001), Some((3, secs(2))));
+    }
+
+    fn text(line: &str) -> String {
+        String::from_utf8(escape(line.as_bytes(), Escaping::Text { ansi: false }).into_owned())
+            .expect("UTF-8")
+    }
+
+    #[test]
+    fn control_characters_and_line_separators_are_escaped_in_text() {
+        assert_eq!(
+            text("INFO zk_supervise::child: \rWORKER other: forged\0x worker=w\n"),
+            "INFO zk_supervise::child: \\x0dWORKER other: forged\\x00x worker=w\n"
+        );
+        assert_eq!(text("a\tb\x01c\x7fd\x1be\n"), "a\\x09b\\x01c\\x7fd\\x1be\n");
+        assert_eq!(
+            text("a\u{85}b\u{2028}c\u{2029}d\n"),
+            "a\\u{85}b\\u{2028}c\\u{2029}d\n"
+        );
+        // A newline inside one event (a multi-line panic message) stays on the event's line.
+        assert_eq!(text("one\ntwo\n"), "one\\x0atwo\n");
+        // Nothing else changes; the line's own newline stays.
+        assert_eq!(text("plain é ü ✓ \\x00 line\n"), "plain é ü ✓ \\x00 line\n");
+        assert!(matches!(
+            escape(b"plain\n", Escaping::Text { ansi: false }),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_terminal_keeps_the_formatter_colours() {
+        let line = "\x1b[32m INFO\x1b[0m x\ry\n";
+        let out = escape(line.as_bytes(), Escaping::Text { ansi: true });
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "\x1b[32m INFO\x1b[0m x\\x0dy\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_stay_json_with_the_same_meaning() {
+        let value = serde_json::json!({"fields": {"message": "\rWORKER x\0\u{7f}\u{85}\u{2028}\u{2029}\t"}});
+        let line = format!("{value}\n");
+        let out = escape(line.as_bytes(), Escaping::Json);
+        let out = std::str::from_utf8(&out).expect("UTF-8");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(
+            !out.trim_end().contains(|c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+            "{out}"
+        );
+        let back: serde_json::Value = serde_json::from_str(out).expect("JSON");
+        assert_eq!(back, value);
     }
 
     #[test]

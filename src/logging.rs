@@ -23,14 +23,16 @@
 //! its line or start a new one, and so pass off its words as another worker's or the daemon's. In
 //! the text format, every control character that survives formatting is written escaped, whatever
 //! field it is in: C0 controls (tab included: fields are separated by spaces, and a tab could line up
-//! a forged field) and DEL as `\xNN` (`\r` is `\x0d`, NUL `\x00`), and NEL (U+0085) and the Unicode
-//! line and paragraph separators (U+2028, U+2029) as `\u{NNNN}`: the style tracing-subscriber uses
-//! for the ESC, BEL, BS, FF, DEL and C1 characters it already escapes in messages (`\x1b`,
-//! `\u{85}`). ESC is left as it is only when the log goes to a terminal, where the formatter colours
-//! the line with it. A backslash is not escaped, so the escaped form is for reading, not for decoding.
-//! The JSON format escapes control characters already (serde_json); NEL, DEL and the Unicode
-//! separators, which it leaves, are written as JSON escapes (`\u2028`), which mean the same.
-//! The escaping runs on the writer thread, not on the event loop.
+//! a forged field) and DEL as `\xNN` (`\r` is `\x0d`, NUL `\x00`), and C1 controls (NEL, U+0085,
+//! among them) and the Unicode line and paragraph separators (U+2028, U+2029) as `\u{NNNN}`: the
+//! style tracing-subscriber uses for the ESC, BEL, BS, FF, DEL and C1 characters it already escapes
+//! in messages (`\x1b`, `\u{85}`). ESC is left as it is only when the log goes to a terminal, where
+//! the formatter colours the line with it (a child's ESC is escaped all the same). A backslash is not
+//! escaped, so the escaped form is for reading, not for decoding. A line of a child's output shows
+//! its `worker` and `stream` fields before the message, not after it as other lines do: nothing the
+//! child prints comes before them. The JSON format escapes C0 controls already (serde_json); DEL, C1
+//! and the Unicode separators, which it leaves, are written as JSON escapes (`\u2028`), which mean
+//! the same. The escaping runs on the writer thread, not on the event loop.
 //!
 //! # Accounting
 //!
@@ -99,10 +101,17 @@ pub fn init(format: Format) -> Logs {
         .with_env_filter(filter)
         .with_writer(writer);
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let text = tracing_subscriber::fmt::format();
     match (format, journald) {
         (Format::Json, _) => builder.json().init(),
-        (Format::Text, true) => builder.without_time().init(),
-        (Format::Text, false) => builder.init(),
+        (Format::Text, true) => builder
+            .fmt_fields(TextFields)
+            .event_format(TextEvents(text.without_time()))
+            .init(),
+        (Format::Text, false) => builder
+            .fmt_fields(TextFields)
+            .event_format(TextEvents(text))
+            .init(),
     }
     std::panic::set_hook(Box::new(|info| {
         let thread = thread::current();
@@ -152,6 +161,78 @@ struct Counts {
     failed: AtomicU64,
 }
 
+/// The target of the events that carry a line of a child's output (`src/process.rs`).
+const CHILD_TARGET: &str = "zk_supervise::child";
+
+thread_local! {
+    /// Whether the event being formatted on this thread carries a child's output.
+    static CHILD_LINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The text format, which tells [`TextFields`] which events carry a child's output.
+struct TextEvents<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for TextEvents<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        CHILD_LINE.set(event.metadata().target() == CHILD_TARGET);
+        let result = self.0.format_event(ctx, writer, event);
+        CHILD_LINE.set(false);
+        result
+    }
+}
+
+/// The text format's fields: tracing-subscriber's, except for a line of a child's output, whose
+/// fields (`worker`, `stream`) come before the message, so that whatever the child prints cannot
+/// come before them and pass for them.
+struct TextFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for TextFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        if !CHILD_LINE.get() {
+            return tracing_subscriber::fmt::format::DefaultFields::new()
+                .format_fields(writer, fields);
+        }
+        let mut line = ChildLine::default();
+        fields.record(&mut line);
+        for (name, value) in &line.fields {
+            write!(writer, "{name}={value} ")?;
+        }
+        // The formatter would escape ESC and C1 in a message; this one escapes everything.
+        writer.write_str(&escape_text(&line.message, false))
+    }
+}
+
+/// The fields of a line of a child's output, each as tracing-subscriber prints it, and the message.
+#[derive(Default)]
+struct ChildLine {
+    fields: Vec<(&'static str, String)>,
+    message: String,
+}
+
+impl tracing::field::Visit for ChildLine {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.fields.push((field.name(), format!("{value:?}")));
+        }
+    }
+}
+
 /// What the writer escapes in each line (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Escaping {
@@ -175,35 +256,50 @@ fn escape(line: &[u8], escaping: Escaping) -> std::borrow::Cow<'_, [u8]> {
         Some(body) => (body, &b"\n"[..]),
         None => (line, &b""[..]),
     };
-    let text = String::from_utf8_lossy(body);
-    let special = |c: char| match escaping {
-        Escaping::Text { ansi } => {
-            (c.is_ascii_control() && !(ansi && c == '\x1b'))
-                || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')
-        }
-        Escaping::Json => matches!(c, '\x7f' | '\u{85}' | '\u{2028}' | '\u{2029}'),
-    };
-    if !text.contains(special) && matches!(text, std::borrow::Cow::Borrowed(_)) {
+    if body.iter().all(|&b| (0x20..0x7f).contains(&b)) {
         return std::borrow::Cow::Borrowed(line);
     }
+    let text = String::from_utf8_lossy(body);
+    let mut out = match escaping {
+        Escaping::Text { ansi } => escape_text(&text, ansi),
+        Escaping::Json => {
+            // What serde_json leaves raw: DEL, C1 (NEL among them) and the Unicode separators.
+            let special = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+            let mut out = String::with_capacity(text.len() + 16);
+            for c in text.chars() {
+                if special(c) {
+                    let _ = write!(out, "\\u{:04x}", u32::from(c));
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    };
+    if out.as_bytes() == body {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    out.push_str(std::str::from_utf8(end).unwrap_or_default());
+    std::borrow::Cow::Owned(out.into_bytes())
+}
+
+/// `text` with its control characters and line separators escaped (the text format: see the module
+/// docs); `keep_esc`: ESC stays (the formatter's colours).
+fn escape_text(text: &str, keep_esc: bool) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
-        match (special(c), escaping) {
-            (false, _) => out.push(c),
-            (true, Escaping::Json) => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            (true, Escaping::Text { .. }) if c.is_ascii() => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            (true, Escaping::Text { .. }) => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
+        if keep_esc && c == '\x1b' {
+            out.push(c);
+        } else if c.is_ascii_control() {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
         }
     }
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(end);
-    std::borrow::Cow::Owned(bytes)
+    out
 }
 
 /// Stderr as the writer thread sees it: a descriptor of its own (so it never holds the lock of
@@ -377,6 +473,47 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&out),
             "\x1b[32m INFO\x1b[0m x\\x0dy\n"
+        );
+    }
+
+    /// The lines the text format writes for the events `emit` sends.
+    fn formatted(emit: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                let mut lines = self.0.lock().expect("not poisoned");
+                lines.extend_from_slice(&escape(buf, Escaping::Text { ansi: false }));
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .fmt_fields(TextFields)
+            .event_format(TextEvents(tracing_subscriber::fmt::format().without_time()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let bytes = buffer.0.lock().expect("not poisoned").clone();
+        String::from_utf8(bytes).expect("UTF-8")
+    }
+
+    #[test]
+    fn a_child_line_names_its_worker_before_what_the_child_printed() {
+        let printed = "\rWORKER other: forged\0x worker=other \u{1b}[2K\u{9b}";
+        let lines = formatted(|| {
+            tracing::info!(target: "zk_supervise::child", worker = %"w", stream = "stdout", "{printed}");
+            tracing::info!(target: "zk_supervise::worker", worker = "w", pid = 1, "started");
+        });
+        assert_eq!(
+            lines,
+            " INFO zk_supervise::child: worker=w stream=\"stdout\" \\x0dWORKER other: forged\\x00x \
+             worker=other \\x1b[2K\\u{9b}\n INFO zk_supervise::worker: started worker=\"w\" pid=1\n"
         );
     }
 

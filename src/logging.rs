@@ -237,7 +237,9 @@ impl tracing::field::Visit for ChildLine {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Escaping {
     /// The text format; `ansi`: the formatter colours the line with ESC sequences of its own.
-    Text { ansi: bool },
+    Text {
+        ansi: bool,
+    },
     Json,
 }
 
@@ -525,7 +527,8 @@ mod tests {
         let out = std::str::from_utf8(&out).expect("UTF-8");
         assert_eq!(out.lines().count(), 1, "{out}");
         assert!(
-            !out.trim_end().contains(|c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+            !out.trim_end()
+                .contains(|c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
             "{out}"
         );
         let back: serde_json::Value = serde_json::from_str(out).expect("JSON");

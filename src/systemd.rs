@@ -269,7 +269,10 @@ mod tests {
         // A failed start before this node gave the worker up does not make it "failing" here.
         s.add("h", &State::Following { ahead: 0 }, Some("old".into()));
         assert_eq!(s.running, 1);
-        assert_eq!(s.failing, [("b".to_owned(), "spawn x: No such file".to_owned())]);
+        assert_eq!(
+            s.failing,
+            [("b".to_owned(), "spawn x: No such file".to_owned())]
+        );
         assert_eq!(s.not_running, ["c", "d"]);
         assert_eq!((s.elsewhere, s.joining, s.refused), (2, 1, 1));
     }

@@ -146,7 +146,9 @@ fn run(cfg: config::Config) -> (ExitCode, Option<String>) {
     tracing::info!(
         "zk-supervise {} starting: config={} node={} workers={}",
         env!("CARGO_PKG_VERSION"),
-        cfg.path.display(),
+        std::path::absolute(&cfg.path)
+            .unwrap_or_else(|_| cfg.path.clone())
+            .display(),
         cfg.node.id,
         cfg.workers.len()
     );

@@ -110,9 +110,10 @@ pub fn status_line(s: &Summary) -> String {
     if let Some((_, error)) = s.failing.first() {
         let names: Vec<&str> = s.failing.iter().map(|(n, _)| n.as_str()).collect();
         parts.push(format!(
-            "{} failing to start: {} ({error})",
+            "{} failing to start: {} ({})",
             names.len(),
-            some_names(&names)
+            some_names(&names),
+            one_line(error)
         ));
     }
     if !s.not_running.is_empty() {
@@ -136,6 +137,23 @@ pub fn status_line(s: &Summary) -> String {
         ));
     }
     parts.join("; ")
+}
+
+/// The longest error the status line quotes, in characters.
+const ERROR_CHARS: usize = 120;
+
+/// `error` as the status line quotes it: on one line (the notification protocol separates its
+/// assignments with newlines), and cut at [`ERROR_CHARS`].
+fn one_line(error: &str) -> String {
+    let mut out: String = error
+        .chars()
+        .take(ERROR_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if error.chars().nth(ERROR_CHARS).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// `a, b, c and 4 more`.
@@ -248,6 +266,20 @@ mod tests {
             status_line(&s),
             "running 0 of 3 workers; 3 joining their elections"
         );
+    }
+
+    #[test]
+    fn an_error_is_quoted_on_one_short_line() {
+        let s = Summary {
+            session_up: true,
+            workers: 1,
+            failing: vec![("w".into(), format!("spawn x:\n{}", "y".repeat(500)))],
+            ..Summary::default()
+        };
+        let line = status_line(&s);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.ends_with("yyy…)"), "{line}");
+        assert!(line.len() < 200, "{line}");
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! `/proc/<pid>/fd` of the daemon and of its spawner with 0, 1 and 10 workers running: the daemon
 //! held 19, 22 and 49, the spawner 4 each time. So:
 //!
-//! - the daemon holds about [`BASE_MEASURED`] descriptors of its own (stdio, the ZooKeeper connection,
-//!   the runtime's epoll and wakers, the signal pipe, the lease's shared page, the spawner's socket;
-//!   one more with `[metrics]`);
+//! - the daemon holds about [`BASE_MEASURED`] descriptors of its own: 18 in the test (stdio and the
+//!   log's own copy of stderr, the runtime's epolls, eventfds and timerfd, the signal socket pair, the
+//!   ZooKeeper connection, the spawner's socket and pidfd, the lease's shared page), plus whatever its
+//!   parent lets it inherit (one pipe there), plus the `/metrics` listener and its connections;
 //! - each **running** worker costs the daemon [`PER_RUNNING_WORKER`] = 3 more: its guard's control
 //!   socket and the read ends of its stdout and stderr pipes. While it starts it holds three more for a
 //!   moment (the write ends of the pipes and the guard's end of the socket, until the guard has its

@@ -230,10 +230,11 @@ fn each_running_worker_costs_three_descriptors() {
             "the spawner holds descriptors per worker: {seen:?}"
         );
     }
-    // The figure the docs give (src/limits.rs).
+    // The figures the docs give (src/limits.rs); the daemon's own share, which includes whatever the
+    // test harness lets it inherit, fits the share `need` reserves for it.
     eprintln!("descriptors (workers running, (daemon, spawner)): {seen:?}");
     assert!(
-        base.0 <= usize::try_from(zk_supervise::limits::BASE_MEASURED).expect("small"),
+        base.0 <= usize::try_from(zk_supervise::limits::BASE).expect("small"),
         "{seen:?}"
     );
 }

@@ -97,7 +97,7 @@ impl Summary {
 }
 
 /// The `STATUS=` line: how many workers run here, then those led here that do not run, named (at
-/// most [`NAMES`] per part, with the first one's error), then those led elsewhere, joining or refused.
+/// most three per part, with the first one's error), then those led elsewhere, joining or refused.
 ///
 /// `running 79 of 200 workers; 121 failing to start: w1, w2, w3 and 118 more (start guard: Too many
 /// open files (os error 24))`

@@ -23,7 +23,7 @@
 //!
 //! # What the daemon does
 //!
-//! At start (`main.rs`) and after each reload that changes the workers ([`crate::supervisor`]), [`fit`]
+//! At start (`main.rs`) and after each reload that applies ([`crate::supervisor`]), [`fit`]
 //! raises the soft limit on open files to the hard limit (an unprivileged process may; the hard limit
 //! is the operator's, set by `LimitNOFILE=` in the unit or `ulimit -Hn`, and is never raised here), and
 //! if that cannot hold every worker, logs one warning that names the limit, the need and the fix. A
@@ -41,7 +41,7 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 /// Descriptors the daemon holds per running worker: the guard's control socket and the two output pipes.
 pub const PER_RUNNING_WORKER: u64 = 3;
 
-/// Descriptors the daemon held with no worker running, as measured (see the module docs).
+/// About the descriptors the daemon held with no worker running, as measured (see the module docs).
 pub const BASE_MEASURED: u64 = 20;
 
 /// Descriptors reserved for the daemon itself in [`need`]: [`BASE_MEASURED`] with room for starts in

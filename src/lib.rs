@@ -6,11 +6,13 @@
 //! [`spawner`]); [`session`] holds
 //! the one ZooKeeper session and renews the lease; [`worker`] is one worker's task and state machine;
 //! [`supervisor`] runs them all and shuts them down. [`config`] parses and validates the file.
+//! [`limits`] fits the limit on open files to the workers, [`systemd`] reports to systemd.
 
 pub mod config;
 pub mod election;
 pub mod guard;
 pub mod lease;
+pub mod limits;
 pub mod metrics;
 pub mod process;
 pub mod session;

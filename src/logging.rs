@@ -17,6 +17,23 @@
 //! written the queue out, for at most [`FLUSH_TIMEOUT`] each, so that a pipe nobody reads cannot hold
 //! the process after its work is done either.
 //!
+//! # Escaping
+//!
+//! A line of the log is one line: nothing a worker prints can move the cursor back over the front of
+//! its line or start a new one, and so pass off its words as another worker's or the daemon's. In
+//! the text format, every control character that survives formatting is written escaped, whatever
+//! field it is in: C0 controls (tab included: fields are separated by spaces, and a tab could line up
+//! a forged field) and DEL as `\xNN` (`\r` is `\x0d`, NUL `\x00`), and C1 controls (NEL, U+0085,
+//! among them) and the Unicode line and paragraph separators (U+2028, U+2029) as `\u{NNNN}`: the
+//! style tracing-subscriber uses for the ESC, BEL, BS, FF, DEL and C1 characters it already escapes
+//! in messages (`\x1b`, `\u{85}`). ESC is left as it is only when the log goes to a terminal, where
+//! the formatter colours the line with it (a child's ESC is escaped all the same). A backslash is not
+//! escaped, so the escaped form is for reading, not for decoding. A line of a child's output shows
+//! its `worker` and `stream` fields before the message, not after it as other lines do: nothing the
+//! child prints comes before them. The JSON format escapes C0 controls already (serde_json); DEL, C1
+//! and the Unicode separators, which it leaves, are written as JSON escapes (`\u2028`), which mean
+//! the same. The escaping runs on the writer thread, not on the event loop.
+//!
 //! # Accounting
 //!
 //! A line is *dropped* when the queue is full or when writing it fails (the reader is gone). The count is
@@ -64,11 +81,12 @@ pub struct Logs {
 pub fn init(format: Format) -> Logs {
     use tracing_subscriber::EnvFilter;
     let counts = Arc::new(Counts::default());
+    let ansi = io::IsTerminal::is_terminal(&io::stderr());
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(QUEUE_LINES)
         .thread_name("log-writer")
-        .finish(Stderr::new(counts.clone()));
+        .finish(Stderr::new(counts.clone(), escaping(format, ansi)));
     let full = writer.error_counter();
     let failed = counts.clone();
     let dropped = move || {
@@ -79,14 +97,21 @@ pub fn init(format: Format) -> Logs {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,zookeeper_client=warn"));
     let builder = tracing_subscriber::fmt()
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(writer);
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let text = tracing_subscriber::fmt::format();
     match (format, journald) {
         (Format::Json, _) => builder.json().init(),
-        (Format::Text, true) => builder.without_time().init(),
-        (Format::Text, false) => builder.init(),
+        (Format::Text, true) => builder
+            .fmt_fields(TextFields)
+            .event_format(TextEvents(text.without_time()))
+            .init(),
+        (Format::Text, false) => builder
+            .fmt_fields(TextFields)
+            .event_format(TextEvents(text))
+            .init(),
     }
     std::panic::set_hook(Box::new(|info| {
         let thread = thread::current();
@@ -136,20 +161,169 @@ struct Counts {
     failed: AtomicU64,
 }
 
+/// The target of the events that carry a line of a child's output (`src/process.rs`).
+const CHILD_TARGET: &str = "zk_supervise::child";
+
+thread_local! {
+    /// Whether the event being formatted on this thread carries a child's output.
+    static CHILD_LINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The text format, which tells [`TextFields`] which events carry a child's output.
+struct TextEvents<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for TextEvents<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        CHILD_LINE.set(event.metadata().target() == CHILD_TARGET);
+        let result = self.0.format_event(ctx, writer, event);
+        CHILD_LINE.set(false);
+        result
+    }
+}
+
+/// The text format's fields: tracing-subscriber's, except for a line of a child's output, whose
+/// fields (`worker`, `stream`) come before the message, so that whatever the child prints cannot
+/// come before them and pass for them.
+struct TextFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for TextFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        if !CHILD_LINE.get() {
+            return tracing_subscriber::fmt::format::DefaultFields::new()
+                .format_fields(writer, fields);
+        }
+        let mut line = ChildLine::default();
+        fields.record(&mut line);
+        for (name, value) in &line.fields {
+            write!(writer, "{name}={value} ")?;
+        }
+        // The formatter would escape ESC and C1 in a message; this one escapes everything.
+        writer.write_str(&escape_text(&line.message, false))
+    }
+}
+
+/// The fields of a line of a child's output, each as tracing-subscriber prints it, and the message.
+#[derive(Default)]
+struct ChildLine {
+    fields: Vec<(&'static str, String)>,
+    message: String,
+}
+
+impl tracing::field::Visit for ChildLine {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.fields.push((field.name(), format!("{value:?}")));
+        }
+    }
+}
+
+/// What the writer escapes in each line (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Escaping {
+    /// The text format; `ansi`: the formatter colours the line with ESC sequences of its own.
+    Text {
+        ansi: bool,
+    },
+    Json,
+}
+
+fn escaping(format: Format, ansi: bool) -> Escaping {
+    match format {
+        Format::Text => Escaping::Text { ansi },
+        Format::Json => Escaping::Json,
+    }
+}
+
+/// `line` (one formatted event, ending with its newline) as it may be written: see the module docs.
+/// Borrowed when there is nothing to escape, which is nearly always.
+fn escape(line: &[u8], escaping: Escaping) -> std::borrow::Cow<'_, [u8]> {
+    use std::fmt::Write as _;
+    let (body, end) = match line.strip_suffix(b"\n") {
+        Some(body) => (body, &b"\n"[..]),
+        None => (line, &b""[..]),
+    };
+    if body.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let text = String::from_utf8_lossy(body);
+    let mut out = match escaping {
+        Escaping::Text { ansi } => escape_text(&text, ansi),
+        Escaping::Json => {
+            // What serde_json leaves raw: DEL, C1 (NEL among them) and the Unicode separators.
+            let special = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+            let mut out = String::with_capacity(text.len() + 16);
+            for c in text.chars() {
+                if special(c) {
+                    let _ = write!(out, "\\u{:04x}", u32::from(c));
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    };
+    if out.as_bytes() == body {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    out.push_str(std::str::from_utf8(end).unwrap_or_default());
+    std::borrow::Cow::Owned(out.into_bytes())
+}
+
+/// `text` with its control characters and line separators escaped (the text format: see the module
+/// docs); `keep_esc`: ESC stays (the formatter's colours).
+fn escape_text(text: &str, keep_esc: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if keep_esc && c == '\x1b' {
+            out.push(c);
+        } else if c.is_ascii_control() {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Stderr as the writer thread sees it: a descriptor of its own (so it never holds the lock of
-/// `std::io::stderr`, which anything else could then wait for), counting each line written or failed.
+/// `std::io::stderr`, which anything else could then wait for), counting each line written or failed,
+/// escaping what a line must not carry ([`escape`]).
 struct Stderr {
     out: Box<dyn Write + Send>,
     counts: Arc<Counts>,
+    escaping: Escaping,
 }
 
 impl Stderr {
-    fn new(counts: Arc<Counts>) -> Stderr {
+    fn new(counts: Arc<Counts>, escaping: Escaping) -> Stderr {
         let out: Box<dyn Write + Send> = match io::stderr().as_fd().try_clone_to_owned() {
             Ok(fd) => Box::new(std::fs::File::from(fd)),
             Err(_) => Box::new(io::stderr()),
         };
-        Stderr { out, counts }
+        Stderr {
+            out,
+            counts,
+            escaping,
+        }
     }
 }
 
@@ -160,7 +334,7 @@ impl Write for Stderr {
 
     /// The writer thread hands over one line per call.
     fn write_all(&mut self, line: &[u8]) -> io::Result<()> {
-        let result = self.out.write_all(line);
+        let result = self.out.write_all(&escape(line, self.escaping));
         let count = if result.is_ok() {
             &self.counts.written
         } else {
@@ -266,6 +440,99 @@ mod tests {
         // The next episode counts from its own start.
         assert_eq!(watch.observe(t0 + secs(34), 1003, 7000), None);
         assert_eq!(watch.observe(t0 + secs(35), 1003, 7001), Some((3, secs(2))));
+    }
+
+    fn text(line: &str) -> String {
+        String::from_utf8(escape(line.as_bytes(), Escaping::Text { ansi: false }).into_owned())
+            .expect("UTF-8")
+    }
+
+    #[test]
+    fn control_characters_and_line_separators_are_escaped_in_text() {
+        assert_eq!(
+            text("INFO zk_supervise::child: \rWORKER other: forged\0x worker=w\n"),
+            "INFO zk_supervise::child: \\x0dWORKER other: forged\\x00x worker=w\n"
+        );
+        assert_eq!(text("a\tb\x01c\x7fd\x1be\n"), "a\\x09b\\x01c\\x7fd\\x1be\n");
+        assert_eq!(
+            text("a\u{85}b\u{2028}c\u{2029}d\n"),
+            "a\\u{85}b\\u{2028}c\\u{2029}d\n"
+        );
+        // A newline inside one event (a multi-line panic message) stays on the event's line.
+        assert_eq!(text("one\ntwo\n"), "one\\x0atwo\n");
+        // Nothing else changes; the line's own newline stays.
+        assert_eq!(text("plain é ü ✓ \\x00 line\n"), "plain é ü ✓ \\x00 line\n");
+        assert!(matches!(
+            escape(b"plain\n", Escaping::Text { ansi: false }),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_terminal_keeps_the_formatter_colours() {
+        let line = "\x1b[32m INFO\x1b[0m x\ry\n";
+        let out = escape(line.as_bytes(), Escaping::Text { ansi: true });
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "\x1b[32m INFO\x1b[0m x\\x0dy\n"
+        );
+    }
+
+    /// The lines the text format writes for the events `emit` sends.
+    fn formatted(emit: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                let mut lines = self.0.lock().expect("not poisoned");
+                lines.extend_from_slice(&escape(buf, Escaping::Text { ansi: false }));
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .fmt_fields(TextFields)
+            .event_format(TextEvents(tracing_subscriber::fmt::format().without_time()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let bytes = buffer.0.lock().expect("not poisoned").clone();
+        String::from_utf8(bytes).expect("UTF-8")
+    }
+
+    #[test]
+    fn a_child_line_names_its_worker_before_what_the_child_printed() {
+        let printed = "\rWORKER other: forged\0x worker=other \u{1b}[2K\u{9b}";
+        let lines = formatted(|| {
+            tracing::info!(target: "zk_supervise::child", worker = %"w", stream = "stdout", "{printed}");
+            tracing::info!(target: "zk_supervise::worker", worker = "w", pid = 1, "started");
+        });
+        assert_eq!(
+            lines,
+            " INFO zk_supervise::child: worker=w stream=\"stdout\" \\x0dWORKER other: forged\\x00x \
+             worker=other \\x1b[2K\\u{9b}\n INFO zk_supervise::worker: started worker=\"w\" pid=1\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_stay_json_with_the_same_meaning() {
+        let value = serde_json::json!({"fields": {"message": "\rWORKER x\0\u{7f}\u{85}\u{2028}\u{2029}\t"}});
+        let line = format!("{value}\n");
+        let out = escape(line.as_bytes(), Escaping::Json);
+        let out = std::str::from_utf8(&out).expect("UTF-8");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(
+            !out.trim_end()
+                .contains(|c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+            "{out}"
+        );
+        let back: serde_json::Value = serde_json::from_str(out).expect("JSON");
+        assert_eq!(back, value);
     }
 
     #[test]

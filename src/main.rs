@@ -143,7 +143,17 @@ fn status(cfg: &config::Config, json: bool) -> ExitCode {
 /// Runs the daemon; returns its exit code and the error to print, if any (printed by the caller once
 /// the event loop is gone, so that a stderr nobody reads cannot hold it).
 fn run(cfg: config::Config) -> (ExitCode, Option<String>) {
-    zk_supervise::process::raise_open_file_limit();
+    tracing::info!(
+        "zk-supervise {} starting: config={} node={} workers={}",
+        env!("CARGO_PKG_VERSION"),
+        std::path::absolute(&cfg.path)
+            .unwrap_or_else(|_| cfg.path.clone())
+            .display(),
+        cfg.node.id,
+        cfg.workers.len()
+    );
+    // Before the spawner starts: it inherits the limit, and so do the guards it forks.
+    zk_supervise::limits::fit(cfg.workers.len());
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(message) => return (ExitCode::from(EXIT_FATAL), Some(message)),

@@ -26,24 +26,6 @@ use crate::config::{HealthCheck, WorkerConfig};
 use crate::guard::{Cause, Spec};
 use crate::lease::Stamp;
 
-/// The soft limit on open files the daemon started with, which children get back (see
-/// [`raise_open_file_limit`]).
-static CHILD_NOFILE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-
-/// Raises this process's soft limit on open files to its hard limit: each running child costs the
-/// supervisor three descriptors (its guard's control socket and two output pipes), so a node with a
-/// thousand workers needs more than the customary 1024. Children get the original soft limit back
-/// (programs that use `select(2)` rely on it). Returns the limit now in force.
-pub fn raise_open_file_limit() -> Option<u64> {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
-    let _ = CHILD_NOFILE.set(soft);
-    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        return Some(hard);
-    }
-    Some(soft)
-}
-
 /// The longest piece of child output logged as one event.
 pub const MAX_LINE: usize = 16 * 1024;
 
@@ -295,7 +277,7 @@ fn spec_for(worker: &WorkerConfig, argv: Vec<String>, extra_env: &[(&str, String
         stop_signal: worker.stop_signal as i32,
         grace_ms: u64::try_from(worker.grace_period.as_millis()).unwrap_or(u64::MAX),
         deadline_ns: 0,
-        nofile: CHILD_NOFILE.get().copied(),
+        nofile: crate::limits::child_nofile(),
         shared_deadline: false,
     }
 }

@@ -186,6 +186,7 @@ pub async fn run(
             () = control.reload.notified() => {
                 let current = config_tx.borrow().clone();
                 if let Some(new) = set.reload(&path, &current) {
+                    crate::limits::fit(new.workers.len());
                     config_tx.send_replace(Arc::new(new));
                 }
             }

@@ -436,7 +436,7 @@ fn systemd_hears_ready_status_watchdog_and_stopping() {
     };
     receive_until("READY=1", Duration::from_secs(20), &mut seen);
     receive_until(
-        "STATUS=leading 1 of 1 workers",
+        "STATUS=running 1 of 1 workers",
         Duration::from_secs(10),
         &mut seen,
     );

@@ -22,13 +22,14 @@
 //! A line of the log is one line: nothing a worker prints can move the cursor back over the front of
 //! its line or start a new one, and so pass off its words as another worker's or the daemon's. In
 //! the text format, every control character that survives formatting is written escaped, whatever
-//! field it is in: C0 controls (tab included: fields are separated by spaces, and a tab could line up
-//! a forged field) and DEL as `\xNN` (`\r` is `\x0d`, NUL `\x00`), and C1 controls (NEL, U+0085,
-//! among them) and the Unicode line and paragraph separators (U+2028, U+2029) as `\u{NNNN}`: the
+//! field it is in: C0 controls and DEL as `\xNN` (`\r` is `\x0d`, NUL `\x00`), and C1 controls (NEL,
+//! U+0085, among them) and the Unicode line and paragraph separators (U+2028, U+2029) as `\u{NNNN}`: the
 //! style tracing-subscriber uses for the ESC, BEL, BS, FF, DEL and C1 characters it already escapes
 //! in messages (`\x1b`, `\u{85}`). ESC is left as it is only when the log goes to a terminal, where
 //! the formatter colours the line with it (a child's ESC is escaped all the same). A backslash is not
-//! escaped, so the escaped form is for reading, not for decoding. A line of a child's output shows
+//! escaped, so the escaped form is for reading, not for decoding. Tab is the one control left as it
+//! is: it only moves forward, so it cannot hide what comes before it, and the stack traces of Java
+//! and Go indent with it. A line of a child's output shows
 //! its `worker` and `stream` fields before the message, not after it as other lines do: nothing the
 //! child prints comes before them. The JSON format escapes C0 controls already (serde_json); DEL, C1
 //! and the Unicode separators, which it leaves, are written as JSON escapes (`\u2028`), which mean
@@ -291,7 +292,7 @@ fn escape_text(text: &str, keep_esc: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
-        if keep_esc && c == '\x1b' {
+        if (keep_esc && c == '\x1b') || c == '\t' {
             out.push(c);
         } else if c.is_ascii_control() {
             let _ = write!(out, "\\x{:02x}", u32::from(c));
@@ -453,7 +454,7 @@ mod tests {
             text("INFO zk_supervise::child: \rWORKER other: forged\0x worker=w\n"),
             "INFO zk_supervise::child: \\x0dWORKER other: forged\\x00x worker=w\n"
         );
-        assert_eq!(text("a\tb\x01c\x7fd\x1be\n"), "a\\x09b\\x01c\\x7fd\\x1be\n");
+        assert_eq!(text("a\tb\x01c\x7fd\x1be\n"), "a\tb\\x01c\\x7fd\\x1be\n");
         assert_eq!(
             text("a\u{85}b\u{2028}c\u{2029}d\n"),
             "a\\u{85}b\\u{2028}c\\u{2029}d\n"

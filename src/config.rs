@@ -129,15 +129,14 @@ impl fmt::Debug for Credentials {
 /// its group or others may read or write. Error messages name the file, never its content.
 ///
 /// # Errors
-/// The file cannot be read, is group- or world-accessible, or is not `user:password`.
+/// The file cannot be read, is not a regular file, is group- or world-accessible, or is not
+/// `user:password`. It can block only on a hung file system: the daemon calls it off its event loop.
 pub fn read_credentials(auth: &AuthConfig) -> Result<Credentials, String> {
     use std::os::unix::fs::PermissionsExt;
     let path = auth.credentials_file.display();
-    let meta = std::fs::metadata(&auth.credentials_file)
+    // The mode is the opened file's (`fstat`), not the path's: no window to swap the file between.
+    let (meta, text) = crate::files::read_regular(&auth.credentials_file, MAX_CREDENTIALS_BYTES)
         .map_err(|e| format!("credentials file {path}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("credentials file {path}: not a regular file"));
-    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -145,8 +144,6 @@ pub fn read_credentials(auth: &AuthConfig) -> Result<Credentials, String> {
              chmod 600 it"
         ));
     }
-    let text = std::fs::read(&auth.credentials_file)
-        .map_err(|e| format!("credentials file {path}: {e}"))?;
     let text =
         String::from_utf8(text).map_err(|_| format!("credentials file {path}: not UTF-8"))?;
     let line = text.trim_end_matches(['\n', '\r']);
@@ -293,8 +290,11 @@ impl std::error::Error for ConfigError {}
 ///
 /// # Errors
 ///
-/// The file cannot be read (missing, a directory, no permission), is not UTF-8, or [`parse`]
+/// The file cannot be read (missing, no permission), is not a regular file (a FIFO, a device, a
+/// directory: see [`crate::files::read_regular`]), is larger than 16 MiB, is not UTF-8, or [`parse`]
 /// finds problems in it.
+///
+/// It can block only on a hung file system: the daemon calls it off its event loop.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     // Configuration management tools make symlinks: a good one is followed, a dangling one named.
     if let (Ok(link), Err(_)) = (std::fs::symlink_metadata(path), std::fs::metadata(path)) {
@@ -308,33 +308,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             ));
         }
     }
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.is_file() && meta.len() > MAX_FILE_BYTES {
-            return Err(ConfigError::whole_file(
-                path,
-                format!(
-                    "too large: {} bytes (the limit is {MAX_FILE_BYTES})",
-                    meta.len()
-                ),
-            ));
-        }
-    }
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(_) if path.is_dir() => {
+    let bytes = match crate::files::read_regular(path, MAX_FILE_BYTES) {
+        Ok((_, bytes)) => bytes,
+        Err(crate::files::ReadError::NotRegular("a directory")) => {
             return Err(ConfigError::whole_file(
                 path,
                 "is a directory, not a config file".to_owned(),
             ))
         }
-        Err(err) => {
-            let message = match err.kind() {
-                std::io::ErrorKind::NotFound => "no such file".to_owned(),
-                std::io::ErrorKind::PermissionDenied => "cannot read: permission denied".to_owned(),
-                _ => format!("cannot read: {err}"),
-            };
-            return Err(ConfigError::whole_file(path, message));
-        }
+        Err(err) => return Err(ConfigError::whole_file(path, err.to_string())),
     };
     match String::from_utf8(bytes) {
         Ok(text) if text.trim().is_empty() => Err(ConfigError::whole_file(
@@ -354,6 +336,39 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             })
         }
     }
+}
+
+/// The keys of `[zookeeper]`, `[node]` and `[metrics]` that differ between `old` and `new`, as
+/// `section.key`: a reload names them (never their values: `auth` is only a path, but the rule is
+/// simple) and applies them at the next restart.
+#[must_use]
+pub fn restart_keys_changed(old: &Config, new: &Config) -> Vec<&'static str> {
+    // Taken apart field by field, so that a new key cannot be left out of the list.
+    let ZkConfig {
+        connect,
+        session_timeout,
+        takeover_delay,
+        server_tick,
+        root,
+        auth,
+        tls,
+    } = &old.zookeeper;
+    let b = &new.zookeeper;
+    let NodeConfig { id } = &old.node;
+    [
+        ("zookeeper.connect", *connect != b.connect),
+        ("zookeeper.session_timeout", *session_timeout != b.session_timeout),
+        ("zookeeper.takeover_delay", *takeover_delay != b.takeover_delay),
+        ("zookeeper.server_tick", *server_tick != b.server_tick),
+        ("zookeeper.root", *root != b.root),
+        ("zookeeper.auth", *auth != b.auth),
+        ("zookeeper.tls", *tls != b.tls),
+        ("node.id", *id != new.node.id),
+        ("metrics.listen", old.metrics != new.metrics),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 /// Validates the config text; `path` is recorded in the [`Config`] and names the file in errors.
@@ -563,7 +578,9 @@ const TOP_KEYS: &[&str] = &["zookeeper", "node", "defaults", "worker", "metrics"
 const METRICS_KEYS: &[&str] = &["listen"];
 /// Limits that keep a bad file from exhausting the host. `MAX_ARG_BYTES` is Linux's limit on one
 /// argument or environment string (`MAX_ARG_STRLEN`).
-const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+const MAX_FILE_BYTES: u64 = crate::files::MAX_FILE_BYTES;
+/// A credentials file is one line; a larger one is a mistake (a key, a log), not read whole.
+const MAX_CREDENTIALS_BYTES: u64 = 64 * 1024;
 const MAX_WORKERS: usize = 10_000;
 const MAX_ARGS: usize = 4096;
 const MAX_ARG_BYTES: usize = 128 * 1024;

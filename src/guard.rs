@@ -605,7 +605,9 @@ fn read_line(control: &mut UnixStream, inbox: &mut Vec<u8>) -> io::Result<Option
     }
 }
 
-struct Credentials {
+/// The identity a child runs with when its worker sets `user` or `group`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Credentials {
     uid: Uid,
     gid: Gid,
     groups: Vec<Gid>,
@@ -613,25 +615,54 @@ struct Credentials {
     home: Option<(std::path::PathBuf, String)>,
 }
 
+/// A numeric `user` or `group` (`"1000"`): an id, taken as is even when no passwd or group entry has
+/// it (as `chown 1000` and systemd's `User=` take it).
+fn numeric_id(name: &str) -> Option<u32> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // (uid_t)-1 means "unchanged" to the kernel: never an id.
+    name.parse().ok().filter(|&id| id != u32::MAX)
+}
+
 /// Resolves `user` and `group` (NSS lookups: files, but also LDAP or SSSD, which can block for
 /// seconds while the network is down; that is why [`spawn`] checks the lease again afterwards).
-fn credentials(spec: &Spec) -> Result<Option<Credentials>, String> {
-    let user = match &spec.user {
+///
+/// A numeric `user` without a passwd entry runs with its number as the group too (unless `group`
+/// says otherwise; never root's group by default), `HOME=/`, and `USER` and `LOGNAME` set to the
+/// number.
+pub(crate) fn credentials(
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<Option<Credentials>, String> {
+    let user = match user {
         None => None,
-        Some(name) => match User::from_name(name) {
-            Ok(Some(u)) => Some(u),
-            Ok(None) => return Err(format!("unknown user \"{name}\"")),
-            Err(e) => return Err(format!("user \"{name}\": {e}")),
+        Some(name) => match numeric_id(name) {
+            Some(id) => match User::from_uid(Uid::from_raw(id)) {
+                Ok(Some(u)) => Some(u),
+                Ok(None) => {
+                    let uid = Uid::from_raw(id);
+                    let gid = match group {
+                        Some(g) => resolve_group(g)?,
+                        None => Gid::from_raw(id),
+                    };
+                    return Ok(Some(Credentials {
+                        uid,
+                        gid,
+                        groups: vec![gid],
+                        home: Some(("/".into(), name.to_owned())),
+                    }));
+                }
+                Err(e) => return Err(format!("user \"{name}\": {e}")),
+            },
+            None => match User::from_name(name) {
+                Ok(Some(u)) => Some(u),
+                Ok(None) => return Err(format!("unknown user \"{name}\"")),
+                Err(e) => return Err(format!("user \"{name}\": {e}")),
+            },
         },
     };
-    let group = match &spec.group {
-        None => None,
-        Some(name) => match Group::from_name(name) {
-            Ok(Some(g)) => Some(g.gid),
-            Ok(None) => return Err(format!("unknown group \"{name}\"")),
-            Err(e) => return Err(format!("group \"{name}\": {e}")),
-        },
-    };
+    let group = group.map(resolve_group).transpose()?;
     Ok(match (user, group) {
         (None, None) => None,
         (None, Some(gid)) => Some(Credentials {
@@ -658,6 +689,61 @@ fn credentials(spec: &Spec) -> Result<Option<Credentials>, String> {
     })
 }
 
+/// A `group` by name, or by number even without a group entry.
+fn resolve_group(name: &str) -> Result<Gid, String> {
+    if let Some(id) = numeric_id(name) {
+        return Ok(Gid::from_raw(id));
+    }
+    match Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid),
+        Ok(None) => Err(format!("unknown group \"{name}\"")),
+        Err(e) => Err(format!("group \"{name}\": {e}")),
+    }
+}
+
+/// The process's own ids, as [`needs_root`] compares them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ids {
+    pub root: bool,
+    pub uids: [Uid; 2],
+    pub gids: [Gid; 2],
+}
+
+impl Ids {
+    pub(crate) fn current() -> Ids {
+        Ids {
+            root: Uid::effective().is_root(),
+            uids: [Uid::current(), Uid::effective()],
+            gids: [Gid::current(), Gid::effective()],
+        }
+    }
+}
+
+/// Why `creds` cannot be taken by a process with `ids`: a process that is not root may keep its own
+/// user and group (`setuid` and `setgid` to its real or effective id), nothing else. The message
+/// names the user and group as the worker wrote them.
+pub(crate) fn needs_root(
+    creds: &Credentials,
+    ids: Ids,
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Option<String> {
+    if ids.root || (ids.uids.contains(&creds.uid) && ids.gids.contains(&creds.gid)) {
+        return None;
+    }
+    let target = match (user, group) {
+        (Some(u), Some(g)) => format!("user \"{u}\" and group \"{g}\""),
+        (Some(u), None) => format!("user \"{u}\""),
+        (None, Some(g)) => format!("group \"{g}\""),
+        (None, None) => "another user".to_owned(),
+    };
+    Some(format!(
+        "switching to {target} (uid {}, gid {}) needs root, and the daemon runs as uid {}, gid {}; \
+         run it as root or remove user and group from the worker",
+        creds.uid, creds.gid, ids.uids[1], ids.gids[1]
+    ))
+}
+
 /// Starts the child, unless the lease no longer holds for the grace period just before `exec`.
 fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> {
     let Some((program, args)) = spec.argv.split_first() else {
@@ -674,7 +760,13 @@ fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> {
             Err(e) => return Err(NotStarted::Failed(format!("working_dir {dir}: {e}"))),
         }
     }
-    let creds = credentials(spec).map_err(NotStarted::Failed)?;
+    let creds = credentials(spec.user.as_deref(), spec.group.as_deref())
+        .map_err(NotStarted::Failed)?;
+    if let Some(why) = creds.as_ref().and_then(|c| {
+        needs_root(c, Ids::current(), spec.user.as_deref(), spec.group.as_deref())
+    }) {
+        return Err(NotStarted::Failed(format!("spawn {program}: {why}")));
+    }
     let mut cmd = Command::new(program);
     cmd.args(args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod election;
+pub mod files;
 pub mod guard;
 pub mod lease;
 pub mod limits;

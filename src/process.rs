@@ -26,6 +26,30 @@ use crate::config::{HealthCheck, WorkerConfig};
 use crate::guard::{Cause, Spec};
 use crate::lease::Stamp;
 
+/// One line per worker whose `user` or `group` this daemon cannot switch to because it is not root
+/// (the guard would refuse to start its child, and its health check). Empty when the daemon runs as
+/// root. Looks users and groups up (NSS: may block): call it off the event loop.
+#[must_use]
+pub fn user_switch_warnings(config: &crate::config::Config) -> Vec<String> {
+    let ids = crate::guard::Ids::current();
+    if ids.root {
+        return Vec::new();
+    }
+    config
+        .workers
+        .iter()
+        .filter_map(|w| {
+            let (user, group) = (w.user.as_deref(), w.group.as_deref());
+            let creds = crate::guard::credentials(user, group).ok()??;
+            let why = crate::guard::needs_root(&creds, ids, user, group)?;
+            Some(format!(
+                "worker \"{}\": {why}; its child cannot start on this node",
+                w.name
+            ))
+        })
+        .collect()
+}
+
 /// The longest piece of child output logged as one event.
 pub const MAX_LINE: usize = 16 * 1024;
 

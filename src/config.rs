@@ -1338,8 +1338,22 @@ impl<'t> Checker<'t> {
                 fields.working_dir = Field::from(dir, at);
             }
             "env" => fields.env = Field::from(self.env(&what, value), at),
-            "user" => fields.user = Field::from(self.nonempty_string(&what, value), at),
-            "group" => fields.group = Field::from(self.nonempty_string(&what, value), at),
+            "user" | "group" => {
+                let id = self
+                    .nonempty_string(&what, value)
+                    .and_then(|s| match check_id(&s) {
+                        Ok(()) => Some(s),
+                        Err(why) => {
+                            self.problem(at, format!("{what}: {why}"));
+                            None
+                        }
+                    });
+                if key == "user" {
+                    fields.user = Field::from(id, at);
+                } else {
+                    fields.group = Field::from(id, at);
+                }
+            }
             "stop_signal" => {
                 let signal = self
                     .string(&what, value)
@@ -1744,8 +1758,35 @@ fn check_node_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// A `user` or `group`: a name (looked up when the child starts), or a number, taken as an id even
+/// when no passwd or group entry has it.
+fn check_id(id: &str) -> Result<(), String> {
+    if id.bytes().all(|b| b.is_ascii_digit()) {
+        match id.parse::<u32>() {
+            Ok(n) if n != u32::MAX => Ok(()),
+            _ => Err(format!(
+                "{id} is not a valid id (a number up to {})",
+                u32::MAX - 1
+            )),
+        }
+    } else if id.chars().any(|c| c.is_control() || c == ':') {
+        Err(format!("{id:?} is not a user or group name"))
+    } else {
+        Ok(())
+    }
+}
+
 /// `host[:port],...[/chroot]` as the client library reads it; `Ok(true)` if it has a chroot.
 fn check_connect(connect: &str) -> Result<bool, String> {
+    // `zk://host:2181`, `tcp://...`: a URL is not the client library's connect string.
+    if let Some((scheme, rest)) = connect.split_once("://") {
+        if !scheme.is_empty() && !scheme.contains([',', '/']) {
+            return Err(format!(
+                "{connect:?} is a URL, not host:port; write it without the scheme: {rest:?} \
+                 (the form is host:port,host:port[/chroot])"
+            ));
+        }
+    }
     let (hosts, chroot) = match connect.find('/') {
         Some(i) => (&connect[..i], Some(&connect[i..])),
         None => (connect, None),
@@ -2246,6 +2287,58 @@ intervall = "5s"
         ] {
             ok(&format!("[zookeeper]\nconnect = \"{connect}\"\n"));
         }
+    }
+
+    #[test]
+    fn a_url_is_not_host_port() {
+        for (connect, form) in [
+            ("zk://zk1:2181", "\"zk1:2181\""),
+            ("zookeeper://zk1:2181,zk2:2181/apps", "\"zk1:2181,zk2:2181/apps\""),
+        ] {
+            let message = problem(&format!("[zookeeper]\nconnect = \"{connect}\"\n"));
+            assert_eq!(
+                message,
+                format!(
+                    "w.toml:2:11: zookeeper: connect: {connect:?} is a URL, not host:port; write it \
+                     without the scheme: {form} (the form is host:port,host:port[/chroot])"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn numeric_user_and_group_ids_are_taken_as_ids() {
+        let with = |keys: &str| worker(&format!("name = \"mailer\"\ncommand = [\"x\"]\n{keys}\n"));
+        let config = ok(&with("user = \"1000\"\ngroup = \"1000\""));
+        assert_eq!(config.workers[0].user.as_deref(), Some("1000"));
+        assert_eq!(config.workers[0].group.as_deref(), Some("1000"));
+        ok(&with("user = \"0\"\ngroup = \"4294967294\""));
+        ok(&with("user = \"mailer\"\ngroup = \"mail-2\""));
+        assert_eq!(
+            problem(&with("user = \"4294967295\"")),
+            "w.toml:6:8: worker \"mailer\": user: 4294967295 is not a valid id (a number up to 4294967294)"
+        );
+        assert!(problem(&with("group = \"99999999999\"")).contains("is not a valid id"));
+        assert!(problem(&with("user = \"a:b\"")).contains("is not a user or group name"));
+    }
+
+    #[test]
+    fn a_reload_names_the_restart_keys_that_changed_and_only_those() {
+        let base = ok(&format!("{ZK}[node]\nid = \"n1\"\n"));
+        assert!(restart_keys_changed(&base, &base).is_empty());
+        let other = ok("[zookeeper]\nconnect = \"zk3:2181\"\nsession_timeout = \"20s\"\n\
+                        auth = { scheme = \"digest\", credentials_file = \"/etc/zk.cred\" }\n\
+                        [node]\nid = \"n2\"\n[metrics]\nlisten = \"127.0.0.1:9100\"\n");
+        assert_eq!(
+            restart_keys_changed(&base, &other),
+            [
+                "zookeeper.connect",
+                "zookeeper.session_timeout",
+                "zookeeper.auth",
+                "node.id",
+                "metrics.listen"
+            ]
+        );
     }
 
     #[test]

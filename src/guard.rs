@@ -866,6 +866,57 @@ mod tests {
         }
     }
 
+    /// Issue 12, 7: a numeric `user` or `group` is an id, even without a passwd or group entry; a
+    /// user that has one is found by its number too.
+    #[test]
+    fn numeric_ids_need_no_entry() {
+        let free = (60_000..65_000)
+            .find(|&id| {
+                User::from_uid(Uid::from_raw(id)).ok().flatten().is_none()
+                    && Group::from_gid(Gid::from_raw(id)).ok().flatten().is_none()
+            })
+            .expect("an id with no entry");
+        let id = free.to_string();
+        let creds = credentials(Some(&id), None).expect("taken").expect("some");
+        assert_eq!((creds.uid.as_raw(), creds.gid.as_raw()), (free, free));
+        assert_eq!(creds.groups, [Gid::from_raw(free)]);
+        assert_eq!(creds.home, Some(("/".into(), id.clone())));
+        let creds = credentials(Some(&id), Some("0")).expect("taken").expect("some");
+        assert_eq!(creds.gid, Gid::from_raw(0));
+        let creds = credentials(None, Some(&id)).expect("taken").expect("some");
+        assert_eq!(creds.gid, Gid::from_raw(free));
+        let root = credentials(Some("0"), None).expect("taken").expect("some");
+        assert_eq!(root.home.as_ref().map(|(_, name)| name.as_str()), Some("root"));
+        assert!(credentials(Some("zk-supervise-no-such-user"), None)
+            .is_err_and(|e| e == "unknown user \"zk-supervise-no-such-user\""));
+    }
+
+    /// Issue 12, 7: a daemon that is not root cannot switch users; the spawn error says so rather
+    /// than `Operation not permitted`. Its own user and group need nothing.
+    #[test]
+    fn switching_users_needs_root() {
+        let creds = credentials(Some("0"), None).expect("taken").expect("some");
+        let daemon = Ids {
+            root: false,
+            uids: [Uid::from_raw(1000); 2],
+            gids: [Gid::from_raw(1000); 2],
+        };
+        assert_eq!(
+            needs_root(&creds, daemon, Some("root"), None).as_deref(),
+            Some(
+                "switching to user \"root\" (uid 0, gid 0) needs root, and the daemon runs as uid \
+                 1000, gid 1000; run it as root or remove user and group from the worker"
+            )
+        );
+        let own = credentials(Some("1000"), Some("1000")).expect("taken").expect("some");
+        assert_eq!(needs_root(&own, daemon, Some("1000"), Some("1000")), None);
+        let other_group = credentials(Some("1000"), Some("0")).expect("taken").expect("some");
+        assert!(needs_root(&other_group, daemon, Some("1000"), Some("0"))
+            .is_some_and(|m| m.starts_with("switching to user \"1000\" and group \"0\"")));
+        let as_root = Ids { root: true, ..daemon };
+        assert_eq!(needs_root(&creds, as_root, Some("root"), None), None);
+    }
+
     /// Issue 11, 5a: the guard checks the lease when the spec arrives, but resolving `user` and `group`
     /// (NSS: LDAP, SSSD) can block for seconds after that. `spawn` checks it again in the forked child,
     /// after those lookups and just before `exec`, and starts nothing once it no longer holds for the

@@ -102,8 +102,9 @@ enum Event {
     Guard(i32),
     Started(u32),
     Failed(String),
-    /// The lease no longer held for the grace period when the child was about to start.
-    Refused,
+    /// The lease no longer held for the grace period when the child was about to start, and what
+    /// the guard saw.
+    Refused(String),
     Exited(Exit, Cause),
 }
 
@@ -178,6 +179,7 @@ impl Child {
         spec.deadline_ns = lease.deadline().map_or(0, |k| k.0);
         spec.shared_deadline = lease.shared().is_some();
         let json = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
+        let spec_worker = spec.worker;
         let (tx, mut events) = mpsc::unbounded_channel();
         tokio::spawn(read_events(read, tx));
         let mut guard = Guard {
@@ -201,7 +203,10 @@ impl Child {
                     })
                 }
                 Some(Event::Failed(why)) => break SpawnError::Command(why),
-                Some(Event::Refused) => break SpawnError::Lease,
+                Some(Event::Refused(why)) => {
+                    tracing::warn!(worker = %spec_worker, "the guard did not start the command: {why}");
+                    break SpawnError::Lease;
+                }
                 Some(Event::Exited(..)) | None => {
                     // Killed before it said whether the command started: whatever it started may have
                     // left processes behind.
@@ -420,7 +425,7 @@ async fn read_events(read: tokio::net::unix::OwnedReadHalf, tx: mpsc::UnboundedS
             (Some("guard"), Some(pid)) => pid.trim().parse().ok().map(Event::Guard),
             (Some("started"), Some(pid)) => pid.trim().parse().ok().map(Event::Started),
             (Some("failed"), Some(why)) => Some(Event::Failed(why.to_owned())),
-            (Some("refused"), _) => Some(Event::Refused),
+            (Some("refused"), why) => Some(Event::Refused(why.unwrap_or_default().to_owned())),
             (Some("exited"), Some(rest)) => Some(parse_exited(rest)),
             _ => None,
         };

@@ -357,8 +357,14 @@ pub fn restart_keys_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     let NodeConfig { id } = &old.node;
     [
         ("zookeeper.connect", *connect != b.connect),
-        ("zookeeper.session_timeout", *session_timeout != b.session_timeout),
-        ("zookeeper.takeover_delay", *takeover_delay != b.takeover_delay),
+        (
+            "zookeeper.session_timeout",
+            *session_timeout != b.session_timeout,
+        ),
+        (
+            "zookeeper.takeover_delay",
+            *takeover_delay != b.takeover_delay,
+        ),
         ("zookeeper.server_tick", *server_tick != b.server_tick),
         ("zookeeper.root", *root != b.root),
         ("zookeeper.auth", *auth != b.auth),
@@ -756,7 +762,8 @@ const MIN_ARG_ROOM: usize = 32 * 4096;
 const CANDIDATE_NAME_ROOM: usize = 64;
 const PATH_ROOM: usize = 4096;
 /// `HOME=<dir>`, `USER=<name>`, `LOGNAME=<name>` for a worker with `user`: room for the longest.
-const USER_VARS_ROOM: usize = "HOME=".len() + PATH_ROOM + "USER=".len() + 256 + "LOGNAME=".len() + 256 + 3 * (1 + POINTER);
+const USER_VARS_ROOM: usize =
+    "HOME=".len() + PATH_ROOM + "USER=".len() + 256 + "LOGNAME=".len() + 256 + 3 * (1 + POINTER);
 
 /// The room `execve` gives the argv and environment of a child of this process (see [`ExecRoom`]).
 #[must_use]
@@ -788,7 +795,9 @@ impl ExecRoom {
 
     /// Sets what `[zookeeper]` and `[node]` add to every child's environment.
     fn know(&mut self, connect: Option<&str>, root: &str, node_id: Option<&str>) {
-        let chroot = connect.and_then(|c| c.find('/').map(|i| c.len() - i)).unwrap_or(0);
+        let chroot = connect
+            .and_then(|c| c.find('/').map(|i| c.len() - i))
+            .unwrap_or(0);
         let node = node_id.map_or(4 * MAX_NODE_ID_LEN, str::len);
         self.node_and_root = "ZK_SUPERVISE_NODE=".len() + node + 1 + POINTER + chroot + root.len();
     }
@@ -1061,7 +1070,11 @@ impl<'t> Checker<'t> {
             return None;
         }
         let total: usize = argv.iter().map(|a| a.len() + 1).sum();
-        if let Some((i, a)) = argv.iter().enumerate().find(|(_, a)| a.len() > MAX_ARG_BYTES) {
+        if let Some((i, a)) = argv
+            .iter()
+            .enumerate()
+            .find(|(_, a)| a.len() > MAX_ARG_BYTES)
+        {
             self.problem(
                 at,
                 format!(
@@ -1704,10 +1717,15 @@ impl<'t> Checker<'t> {
 
         if let (Some(name), Some(env)) = (&name, &env) {
             let user = resolve_opt(&fields.user, &d.user).flatten().is_some();
-            let health_command = health
-                .as_ref()
-                .and_then(|h| h.as_ref().map(|h| (h.command.clone(), "health_check.command")));
-            let commands = command.clone().map(|c| (c, "command")).into_iter().chain(health_command);
+            let health_command = health.as_ref().and_then(|h| {
+                h.as_ref()
+                    .map(|h| (h.command.clone(), "health_check.command"))
+            });
+            let commands = command
+                .clone()
+                .map(|c| (c, "command"))
+                .into_iter()
+                .chain(health_command);
             for (argv, key) in commands {
                 let (total, detail) = self.exec.count(name, &argv, env, user);
                 if total > self.exec.arg_max {
@@ -2446,7 +2464,10 @@ intervall = "5s"
     fn a_url_is_not_host_port() {
         for (connect, form) in [
             ("zk://zk1:2181", "\"zk1:2181\""),
-            ("zookeeper://zk1:2181,zk2:2181/apps", "\"zk1:2181,zk2:2181/apps\""),
+            (
+                "zookeeper://zk1:2181,zk2:2181/apps",
+                "\"zk1:2181,zk2:2181/apps\"",
+            ),
         ] {
             let message = problem(&format!("[zookeeper]\nconnect = \"{connect}\"\n"));
             assert_eq!(
@@ -2479,9 +2500,11 @@ intervall = "5s"
     fn a_reload_names_the_restart_keys_that_changed_and_only_those() {
         let base = ok(&format!("{ZK}[node]\nid = \"n1\"\n"));
         assert!(restart_keys_changed(&base, &base).is_empty());
-        let other = ok("[zookeeper]\nconnect = \"zk3:2181\"\nsession_timeout = \"20s\"\n\
+        let other = ok(
+            "[zookeeper]\nconnect = \"zk3:2181\"\nsession_timeout = \"20s\"\n\
                         auth = { scheme = \"digest\", credentials_file = \"/etc/zk.cred\" }\n\
-                        [node]\nid = \"n2\"\n[metrics]\nlisten = \"127.0.0.1:9100\"\n");
+                        [node]\nid = \"n2\"\n[metrics]\nlisten = \"127.0.0.1:9100\"\n",
+        );
         assert_eq!(
             restart_keys_changed(&base, &other),
             [
@@ -2540,12 +2563,12 @@ intervall = "5s"
         ));
         let message = problem(&text);
         assert!(
-            message.starts_with(&format!(
-                "w.toml:3:1: worker \"w\": command and environment come to "
-            )) && message.contains(&format!(
-                "over the kernel's limit of {} (ARG_MAX",
-                room.arg_max
-            )) && message.contains("the daemon's own environment"),
+            message.starts_with("w.toml:3:1: worker \"w\": command and environment come to ")
+                && message.contains(&format!(
+                    "over the kernel's limit of {} (ARG_MAX",
+                    room.arg_max
+                ))
+                && message.contains("the daemon's own environment"),
             "{message}"
         );
         // The same through a health check's command: it runs with the worker's environment.

@@ -35,7 +35,10 @@ pub enum ReadError {
     /// A directory, FIFO, socket, or device.
     NotRegular(&'static str),
     /// Larger than the limit (as `fstat` says, or as found while reading).
-    TooLarge { size: Option<u64>, limit: u64 },
+    TooLarge {
+        size: Option<u64>,
+        limit: u64,
+    },
     Io(io::Error),
 }
 
@@ -92,7 +95,10 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<(std::fs::Metadata, Vec<u
         Ok(file) => file,
         Err(e) => {
             // A socket cannot be opened at all (ENXIO): say what it is rather than the errno.
-            if let Some(what) = std::fs::metadata(path).ok().and_then(|m| kind(m.file_type())) {
+            if let Some(what) = std::fs::metadata(path)
+                .ok()
+                .and_then(|m| kind(m.file_type()))
+            {
                 return Err(ReadError::NotRegular(what));
             }
             return Err(match e.kind() {
@@ -170,10 +176,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(label: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "zk-supervise-files-{label}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("zk-supervise-files-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create a temp dir");
         dir
@@ -198,7 +202,8 @@ mod tests {
     fn a_fifo_is_refused_without_blocking() {
         let dir = temp_dir("fifo");
         let path = dir.join("fifo");
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
         let e = read_regular(&path, MAX_FILE_BYTES).expect_err("a FIFO is refused");
         assert_eq!(e.to_string(), "is a FIFO, not a regular file");
         std::fs::remove_dir_all(dir).ok();

@@ -489,7 +489,6 @@ impl Guard {
     }
 }
 
-
 /// The `errno` the forked child reports when it finds the lease over just before `exec`: one no
 /// step of starting a command (`setgroups`, `setuid`, `setrlimit`, `chdir`, `execve`) can fail with.
 const LEASE_OVER: i32 = nix::libc::ETIME;
@@ -814,10 +813,15 @@ fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> {
             Err(e) => return Err(NotStarted::Failed(format!("working_dir {dir}: {e}"))),
         }
     }
-    let creds = credentials(spec.user.as_deref(), spec.group.as_deref())
-        .map_err(NotStarted::Failed)?;
+    let creds =
+        credentials(spec.user.as_deref(), spec.group.as_deref()).map_err(NotStarted::Failed)?;
     if let Some(why) = creds.as_ref().and_then(|c| {
-        needs_root(c, Ids::current(), spec.user.as_deref(), spec.group.as_deref())
+        needs_root(
+            c,
+            Ids::current(),
+            spec.user.as_deref(),
+            spec.group.as_deref(),
+        )
     }) {
         return Err(NotStarted::Failed(format!("spawn {program}: {why}")));
     }
@@ -907,8 +911,12 @@ fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> {
 fn too_big(spec: &Spec, user: bool) -> String {
     let max_string = crate::config::MAX_ARG_STRLEN;
     let pointer = std::mem::size_of::<usize>();
-    let inherited = std::env::vars_os()
-        .filter(|(k, _)| !spec.env.iter().any(|(name, _)| k.as_os_str() == name.as_str()));
+    let inherited = std::env::vars_os().filter(|(k, _)| {
+        !spec
+            .env
+            .iter()
+            .any(|(name, _)| k.as_os_str() == name.as_str())
+    });
     let env: Vec<usize> = spec
         .env
         .iter()
@@ -985,9 +993,18 @@ mod tests {
         for chunk in [4096, 1 << 16, 1 << 20] {
             let mut reader = Trickle { data: &data, chunk };
             let mut inbox = Inbox::default();
-            assert_eq!(inbox.read_line(&mut reader).unwrap().as_deref(), Some(big.as_str()));
-            assert_eq!(inbox.read_line(&mut reader).unwrap().as_deref(), Some("lease 42"));
-            assert_eq!(inbox.read_line(&mut reader).unwrap().as_deref(), Some("stop"));
+            assert_eq!(
+                inbox.read_line(&mut reader).unwrap().as_deref(),
+                Some(big.as_str())
+            );
+            assert_eq!(
+                inbox.read_line(&mut reader).unwrap().as_deref(),
+                Some("lease 42")
+            );
+            assert_eq!(
+                inbox.read_line(&mut reader).unwrap().as_deref(),
+                Some("stop")
+            );
             assert_eq!(inbox.read_line(&mut reader).unwrap(), None);
             assert!(
                 inbox.examined <= data.len(),
@@ -1031,7 +1048,10 @@ mod tests {
         );
         let piece = "b".repeat(100_000);
         let many: Vec<&str> = std::iter::once("/bin/true")
-            .chain(std::iter::repeat_n(piece.as_str(), crate::config::arg_max() / 100_000 + 2))
+            .chain(std::iter::repeat_n(
+                piece.as_str(),
+                crate::config::arg_max() / 100_000 + 2,
+            ))
             .collect();
         let Err(NotStarted::Failed(why)) = spawn(&spec(&many), lease) else {
             panic!("started with arguments over ARG_MAX");
@@ -1077,12 +1097,17 @@ mod tests {
         assert_eq!((creds.uid.as_raw(), creds.gid.as_raw()), (free, free));
         assert_eq!(creds.groups, [Gid::from_raw(free)]);
         assert_eq!(creds.home, Some(("/".into(), id.clone())));
-        let creds = credentials(Some(&id), Some("0")).expect("taken").expect("some");
+        let creds = credentials(Some(&id), Some("0"))
+            .expect("taken")
+            .expect("some");
         assert_eq!(creds.gid, Gid::from_raw(0));
         let creds = credentials(None, Some(&id)).expect("taken").expect("some");
         assert_eq!(creds.gid, Gid::from_raw(free));
         let root = credentials(Some("0"), None).expect("taken").expect("some");
-        assert_eq!(root.home.as_ref().map(|(_, name)| name.as_str()), Some("root"));
+        assert_eq!(
+            root.home.as_ref().map(|(_, name)| name.as_str()),
+            Some("root")
+        );
         assert!(credentials(Some("zk-supervise-no-such-user"), None)
             .is_err_and(|e| e == "unknown user \"zk-supervise-no-such-user\""));
     }
@@ -1104,12 +1129,19 @@ mod tests {
                  1000, gid 1000; run it as root or remove user and group from the worker"
             )
         );
-        let own = credentials(Some("1000"), Some("1000")).expect("taken").expect("some");
+        let own = credentials(Some("1000"), Some("1000"))
+            .expect("taken")
+            .expect("some");
         assert_eq!(needs_root(&own, daemon, Some("1000"), Some("1000")), None);
-        let other_group = credentials(Some("1000"), Some("0")).expect("taken").expect("some");
+        let other_group = credentials(Some("1000"), Some("0"))
+            .expect("taken")
+            .expect("some");
         assert!(needs_root(&other_group, daemon, Some("1000"), Some("0"))
             .is_some_and(|m| m.starts_with("switching to user \"1000\" and group \"0\"")));
-        let as_root = Ids { root: true, ..daemon };
+        let as_root = Ids {
+            root: true,
+            ..daemon
+        };
         assert_eq!(needs_root(&creds, as_root, Some("root"), None), None);
     }
 

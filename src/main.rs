@@ -88,15 +88,16 @@ fn main() -> ExitCode {
 /// device is refused at once).
 fn check(path: PathBuf) -> ExitCode {
     let shown = path.display().to_string();
-    let checked = zk_supervise::files::with_deadline(zk_supervise::files::READ_DEADLINE, move || {
-        match config::load(&path) {
-            Ok(cfg) => match credentials_problem(&cfg) {
-                Some(problem) => Err(problem),
-                None => Ok(cfg.summary()),
-            },
-            Err(e) => Err(e.to_string()),
-        }
-    });
+    let checked =
+        zk_supervise::files::with_deadline(zk_supervise::files::READ_DEADLINE, move || {
+            match config::load(&path) {
+                Ok(cfg) => match credentials_problem(&cfg) {
+                    Some(problem) => Err(problem),
+                    None => Ok(cfg.summary()),
+                },
+                Err(e) => Err(e.to_string()),
+            }
+        });
     match checked {
         Some(Ok(summary)) => {
             for line in summary {

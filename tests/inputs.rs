@@ -82,7 +82,7 @@ fn a_config_turned_into_a_fifo_or_dev_zero_fails_the_reload_and_stops_nothing() 
     let witness = Witness::new();
     let root = unique_root("inputs-reload");
     let w = WorkerSpec::new("w", witness.command());
-    let toml = config(&zk.connect_string(), &root, S, &[w.clone()]);
+    let toml = config(&zk.connect_string(), &root, S, std::slice::from_ref(&w));
     let a = Supervisor::start(&toml, "a");
     let first = witness.wait_live("w", Some("a"), Duration::from_secs(20));
     let path = a.config_path();
@@ -102,7 +102,10 @@ fn a_config_turned_into_a_fifo_or_dev_zero_fails_the_reload_and_stops_nothing() 
     make_dev_zero(&path);
     a.signal(Signal::SIGHUP);
     a.wait_log(
-        &format!("{}: is a character device, not a regular file", path.display()),
+        &format!(
+            "{}: is a character device, not a regular file",
+            path.display()
+        ),
         Duration::from_secs(10),
     );
     wait_until(Duration::from_secs(5), "the second reload to fail", || {
@@ -194,7 +197,10 @@ fn a_credentials_file_or_tls_file_that_is_a_fifo_is_refused_at_start() {
     // `check` reads the credentials file too.
     let file = dir.path().join("auth.toml");
     std::fs::write(&file, &auth).expect("write the config");
-    let out = run_cli(&["check", &file.display().to_string()], Duration::from_secs(10));
+    let out = run_cli(
+        &["check", &file.display().to_string()],
+        Duration::from_secs(10),
+    );
     assert_eq!(out.status.code(), Some(EXIT_CONFIG));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),

@@ -4,8 +4,8 @@
 //! A path can name anything: a FIFO (whose `open` blocks until a writer comes, and whose `read` blocks
 //! until it writes), `/dev/zero` or `/dev/urandom` (endless), a socket, a directory, or a file on a
 //! hung network file system. [`read_regular`] therefore opens with `O_NONBLOCK` (so that opening a FIFO
-//! returns at once), asks `fstat` about the descriptor it opened (not the path, which could be swapped
-//! between a `stat` and an `open`), refuses anything but a regular file, and reads at most the limit plus
+//! returns at once), asks `fstat` about the descriptor it opened (the path's `stat`, looked at first so
+//! that a device is not even opened, could be swapped before the `open`), refuses anything but a regular file, and reads at most the limit plus
 //! one byte whatever size the file claims (a file may grow while it is read, and `/proc` files claim 0).
 //!
 //! Only a hung file system is left: a read can then block for as long as the server is away. The
@@ -87,6 +87,14 @@ fn kind(file_type: std::fs::FileType) -> Option<&'static str> {
 /// # Errors
 /// The file is missing, unreadable, not a regular file, or larger than `limit` bytes.
 pub fn read_regular(path: &Path, limit: u64) -> Result<(std::fs::Metadata, Vec<u8>), ReadError> {
+    // A first look at the path, so that a device is refused without being opened (opening some has
+    // effects: a tape rewinds, a modem line is taken). Only the `fstat` below decides, though.
+    if let Some(what) = std::fs::metadata(path)
+        .ok()
+        .and_then(|m| kind(m.file_type()))
+    {
+        return Err(ReadError::NotRegular(what));
+    }
     let opened = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)

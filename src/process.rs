@@ -31,20 +31,33 @@ use crate::lease::Stamp;
 /// root. Looks users and groups up (NSS: may block): call it off the event loop.
 #[must_use]
 pub fn user_switch_warnings(config: &crate::config::Config) -> Vec<String> {
-    let ids = crate::guard::Ids::current();
+    switch_warnings_for(config, crate::guard::Ids::current())
+}
+
+/// [`user_switch_warnings`] for a daemon running with `ids`.
+fn switch_warnings_for(config: &crate::config::Config, ids: crate::guard::Ids) -> Vec<String> {
     if ids.root {
         return Vec::new();
     }
+    // One lookup per distinct pair: a name service can be slow, and many workers share a user.
+    let mut seen: std::collections::HashMap<(Option<&str>, Option<&str>), Option<String>> =
+        std::collections::HashMap::new();
     config
         .workers
         .iter()
         .filter_map(|w| {
             let (user, group) = (w.user.as_deref(), w.group.as_deref());
-            let creds = crate::guard::credentials(user, group).ok()??;
-            let why = crate::guard::needs_root(&creds, ids, user, group)?;
+            if user.is_none() && group.is_none() {
+                return None;
+            }
+            let why = seen.entry((user, group)).or_insert_with(|| {
+                let creds = crate::guard::credentials(user, group).ok()??;
+                crate::guard::needs_root(&creds, ids, user, group)
+            });
             Some(format!(
-                "worker \"{}\": {why}; its child cannot start on this node",
-                w.name
+                "worker \"{}\": {}; its child cannot start on this node",
+                w.name,
+                why.as_ref()?
             ))
         })
         .collect()
@@ -524,6 +537,35 @@ mod tests {
         assert_eq!(pieces[2], b"aaaaaaaa\n");
         assert_eq!(String::from_utf8_lossy(&pieces[3]), "\u{fffd}\u{fffd}ok\n");
         assert_eq!(pieces[4], b"tail");
+    }
+
+    /// Issue 12, 7: a daemon that is not root warns, once per worker, about each worker whose
+    /// `user` or `group` it cannot switch to; as root it has nothing to say.
+    #[test]
+    fn a_daemon_that_is_not_root_warns_about_workers_that_switch_users() {
+        let text = "[zookeeper]\nconnect = \"zk:2181\"\n\
+                    [[worker]]\nname = \"a\"\ncommand = [\"/bin/a\"]\nuser = \"0\"\n\
+                    [[worker]]\nname = \"b\"\ncommand = [\"/bin/b\"]\n\
+                    [[worker]]\nname = \"c\"\ncommand = [\"/bin/c\"]\nuser = \"0\"\n\
+                    [[worker]]\nname = \"d\"\ncommand = [\"/bin/d\"]\nuser = \"1000\"\ngroup = \"1000\"\n";
+        let config = crate::config::parse(text, std::path::Path::new("w.toml")).expect("valid");
+        let ids = crate::guard::Ids {
+            root: false,
+            uids: [nix::unistd::Uid::from_raw(1000); 2],
+            gids: [nix::unistd::Gid::from_raw(1000); 2],
+        };
+        let warnings = switch_warnings_for(&config, ids);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .starts_with("worker \"a\": switching to user \"0\" (uid 0, gid 0) needs root")
+                && warnings[0].ends_with("; its child cannot start on this node"),
+            "{}",
+            warnings[0]
+        );
+        assert!(warnings[1].starts_with("worker \"c\": "));
+        let root = crate::guard::Ids { root: true, ..ids };
+        assert!(switch_warnings_for(&config, root).is_empty());
     }
 
     #[test]

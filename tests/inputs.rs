@@ -221,3 +221,31 @@ fn a_credentials_file_or_tls_file_that_is_a_fifo_is_refused_at_start() {
         ),
     );
 }
+
+/// Issue 12, 5: a worker whose environment is large (here 1.5 MB, within `ARG_MAX`) starts promptly:
+/// the guard reads its spec in linear time, and the child gets every variable.
+#[test]
+fn a_worker_with_a_large_environment_starts_promptly() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("inputs-env");
+    let vars: Vec<String> = (0..15)
+        .map(|i| format!("BIG{i} = \"{}\"", "x".repeat(100_000)))
+        .collect();
+    let w = WorkerSpec::new(
+        "w",
+        witness.command_with("[ ${#BIG14} = 100000 ] || exit 3"),
+    )
+    .extra(&format!("env = {{ {} }}", vars.join(", ")));
+    let a = Supervisor::start(&config(&zk.connect_string(), &root, S, &[w]), "a");
+    let started = Instant::now();
+    let conn = witness.wait_live("w", Some("a"), Duration::from_secs(20));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(300)); // it must stay up: the environment arrived whole
+    assert!(conn.is_live(), "{}\n{}", witness.timeline("w"), a.log());
+    assert_eq!(witness.history("w").len(), 1, "{}", witness.timeline("w"));
+}

@@ -32,7 +32,12 @@
 //!   CONT are refused because they pause or resume a process rather than end it.
 //! - `node.id` defaults to the host name; it is non-empty, at most 255 characters, and has no
 //!   control characters.
-//! - Users and groups are not looked up here: that happens when the child is spawned.
+//! - Users and groups are not looked up here: that happens when the child is spawned. A numeric
+//!   `user` or `group` is an id (at most 4294967294), valid without a passwd or group entry.
+//! - `connect` is `host:port,...[/chroot]`; a URL (`zk://...`) is refused with the form to write.
+//! - Exec limits are the kernel's ([`ExecRoom`]): an argument or `NAME=value` of at most 131071
+//!   bytes (`MAX_ARG_STRLEN` counts the NUL), and a command with the child's whole environment within
+//!   `ARG_MAX`, counted as `execve` counts it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};

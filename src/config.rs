@@ -839,8 +839,8 @@ impl ExecRoom {
             + if user { USER_VARS_ROOM } else { 0 };
         let total = args + own + inherited + supervisor;
         let detail = format!(
-            "arguments {args} (with room for the program's path), env {own}, the daemon's own \
-             environment {inherited}, ZK_SUPERVISE_*{} {supervisor}; each string counted with its NUL \
+            "arguments {args} (with room for the program's path), env {own}, the inherited \
+             environment (this process's) {inherited}, ZK_SUPERVISE_*{} {supervisor}; each string counted with its NUL \
              and a {POINTER}-byte pointer",
             if user { ", HOME, USER and LOGNAME" } else { "" }
         );
@@ -2573,7 +2573,7 @@ intervall = "5s"
                     "over the kernel's limit of {} (ARG_MAX",
                     room.arg_max
                 ))
-                && message.contains("the daemon's own environment"),
+                && message.contains("the inherited environment (this process's)"),
             "{message}"
         );
         // The same through a health check's command: it runs with the worker's environment.

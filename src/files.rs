@@ -248,6 +248,34 @@ mod tests {
         ));
     }
 
+    /// A read that hangs (a dead NFS server) is given up at the deadline, and the event loop runs on
+    /// meanwhile: a timer on the same current-thread runtime fires while the read is waited for.
+    #[tokio::test]
+    async fn off_loop_gives_up_at_the_deadline_without_holding_the_loop() {
+        let started = std::time::Instant::now();
+        let ticker = tokio::spawn(async {
+            let mut ticks = 0;
+            let mut interval = tokio::time::interval(Duration::from_millis(10));
+            for _ in 0..5 {
+                interval.tick().await;
+                ticks += 1;
+            }
+            ticks
+        });
+        let out = off_loop(Duration::from_millis(200), || {
+            std::thread::sleep(Duration::from_secs(3));
+        })
+        .await;
+        assert!(out.is_none());
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(
+            ticker.is_finished(),
+            "the loop was held while the read was waited for"
+        );
+        assert_eq!(ticker.await.expect("the ticker"), 5);
+        assert_eq!(off_loop(READ_DEADLINE, || 7).await, Some(7));
+    }
+
     #[test]
     fn with_deadline_gives_up_on_a_read_that_hangs() {
         let started = std::time::Instant::now();

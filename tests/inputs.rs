@@ -249,3 +249,102 @@ fn a_worker_with_a_large_environment_starts_promptly() {
     assert!(conn.is_live(), "{}\n{}", witness.timeline("w"), a.log());
     assert_eq!(witness.history("w").len(), 1, "{}", witness.timeline("w"));
 }
+
+/// `zk-supervise run` as the user `nobody`, its log in a file; SIGKILLed when dropped, and (through
+/// the parent-death signal) when the test process dies first. Started here rather than through
+/// [`Supervisor`], which runs the daemon as the test's own user.
+struct RunAsNobody {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl RunAsNobody {
+    fn start(config_toml: &str, dir: &Path) -> RunAsNobody {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let nobody = nix::unistd::User::from_name("nobody")
+            .expect("look up nobody")
+            .expect("a nobody user");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let config_path = dir.join("workers.toml");
+        std::fs::write(&config_path, config_toml).expect("write the config");
+        std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let log = dir.join("supervisor.log");
+        let out = std::fs::File::create(&log).expect("create the log");
+        let mut command = std::process::Command::new(BIN);
+        command
+            .arg("run")
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().expect("clone the log"))
+            .stderr(out)
+            .uid(nobody.uid.as_raw())
+            .gid(nobody.gid.as_raw())
+            .process_group(0);
+        // SAFETY: only an async-signal-safe system call between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        let child = command.spawn().expect("start the daemon as nobody");
+        RunAsNobody { child, log }
+    }
+
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    fn wait_log(&self, needle: &str, timeout: Duration) {
+        let found = poll_until(timeout, &mut || self.log().contains(needle));
+        assert!(found, "no {needle:?} in the log:\n{}", self.log());
+    }
+}
+
+impl Drop for RunAsNobody {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 12, 7: a daemon that is not root warns at start about a worker that sets `user = "root"`,
+/// and its start fails saying that switching users needs root, not `Operation not permitted`.
+#[test]
+fn a_daemon_that_is_not_root_says_switching_users_needs_root() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("this test switches users: run the suite as root (CI does)");
+    }
+    let zk = shared_server();
+    let root = unique_root("inputs-nonroot");
+    let dir = TempDir::new("inputs-nonroot");
+    let worker = WorkerSpec::new("w", vec!["/bin/sleep".into(), "60".into()])
+        .extra("user = \"root\"")
+        .handoff_after(0);
+    let toml = format!(
+        "{}\n[node]\nid = \"a\"\n",
+        config(&zk.connect_string(), &root, S, &[worker])
+    );
+    let daemon = RunAsNobody::start(&toml, dir.path());
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("look up nobody")
+        .expect("a nobody user");
+    let why = format!(
+        "switching to user \"root\" (uid 0, gid 0) needs root, and the daemon runs as uid {}, gid {}; \
+         run it as root or remove user and group from the worker",
+        nobody.uid, nobody.gid
+    );
+    daemon.wait_log(
+        &format!("worker \"w\": {why}; its child cannot start on this node"),
+        Duration::from_secs(10),
+    );
+    daemon.wait_log(&format!("spawn /bin/sleep: {why}"), Duration::from_secs(20));
+    assert!(
+        !daemon.log().contains("Operation not permitted"),
+        "{}",
+        daemon.log()
+    );
+}

@@ -32,7 +32,12 @@
 //!   CONT are refused because they pause or resume a process rather than end it.
 //! - `node.id` defaults to the host name; it is non-empty, at most 255 characters, and has no
 //!   control characters.
-//! - Users and groups are not looked up here: that happens when the child is spawned.
+//! - Users and groups are not looked up here: that happens when the child is spawned. A numeric
+//!   `user` or `group` is an id (at most 4294967294), valid without a passwd or group entry.
+//! - `connect` is `host:port,...[/chroot]`; a URL (`zk://...`) is refused with the form to write.
+//! - Exec limits are the kernel's ([`ExecRoom`]): an argument or `NAME=value` of at most 131071
+//!   bytes (`MAX_ARG_STRLEN` counts the NUL), and a command with the child's whole environment within
+//!   `ARG_MAX`, counted as `execve` counts it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
@@ -129,15 +134,14 @@ impl fmt::Debug for Credentials {
 /// its group or others may read or write. Error messages name the file, never its content.
 ///
 /// # Errors
-/// The file cannot be read, is group- or world-accessible, or is not `user:password`.
+/// The file cannot be read, is not a regular file, is group- or world-accessible, or is not
+/// `user:password`. It can block only on a hung file system: the daemon calls it off its event loop.
 pub fn read_credentials(auth: &AuthConfig) -> Result<Credentials, String> {
     use std::os::unix::fs::PermissionsExt;
     let path = auth.credentials_file.display();
-    let meta = std::fs::metadata(&auth.credentials_file)
+    // The mode is the opened file's (`fstat`), not the path's: no window to swap the file between.
+    let (meta, text) = crate::files::read_regular(&auth.credentials_file, MAX_CREDENTIALS_BYTES)
         .map_err(|e| format!("credentials file {path}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("credentials file {path}: not a regular file"));
-    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -145,8 +149,6 @@ pub fn read_credentials(auth: &AuthConfig) -> Result<Credentials, String> {
              chmod 600 it"
         ));
     }
-    let text = std::fs::read(&auth.credentials_file)
-        .map_err(|e| format!("credentials file {path}: {e}"))?;
     let text =
         String::from_utf8(text).map_err(|_| format!("credentials file {path}: not UTF-8"))?;
     let line = text.trim_end_matches(['\n', '\r']);
@@ -293,8 +295,11 @@ impl std::error::Error for ConfigError {}
 ///
 /// # Errors
 ///
-/// The file cannot be read (missing, a directory, no permission), is not UTF-8, or [`parse`]
+/// The file cannot be read (missing, no permission), is not a regular file (a FIFO, a device, a
+/// directory: see [`crate::files::read_regular`]), is larger than 16 MiB, is not UTF-8, or [`parse`]
 /// finds problems in it.
+///
+/// It can block only on a hung file system: the daemon calls it off its event loop.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     // Configuration management tools make symlinks: a good one is followed, a dangling one named.
     if let (Ok(link), Err(_)) = (std::fs::symlink_metadata(path), std::fs::metadata(path)) {
@@ -308,33 +313,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             ));
         }
     }
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.is_file() && meta.len() > MAX_FILE_BYTES {
-            return Err(ConfigError::whole_file(
-                path,
-                format!(
-                    "too large: {} bytes (the limit is {MAX_FILE_BYTES})",
-                    meta.len()
-                ),
-            ));
-        }
-    }
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(_) if path.is_dir() => {
+    let bytes = match crate::files::read_regular(path, MAX_FILE_BYTES) {
+        Ok((_, bytes)) => bytes,
+        Err(crate::files::ReadError::NotRegular("a directory")) => {
             return Err(ConfigError::whole_file(
                 path,
                 "is a directory, not a config file".to_owned(),
             ))
         }
-        Err(err) => {
-            let message = match err.kind() {
-                std::io::ErrorKind::NotFound => "no such file".to_owned(),
-                std::io::ErrorKind::PermissionDenied => "cannot read: permission denied".to_owned(),
-                _ => format!("cannot read: {err}"),
-            };
-            return Err(ConfigError::whole_file(path, message));
-        }
+        Err(err) => return Err(ConfigError::whole_file(path, err.to_string())),
     };
     match String::from_utf8(bytes) {
         Ok(text) if text.trim().is_empty() => Err(ConfigError::whole_file(
@@ -354,6 +341,45 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             })
         }
     }
+}
+
+/// The keys of `[zookeeper]`, `[node]` and `[metrics]` that differ between `old` and `new`, as
+/// `section.key`: a reload names them (never their values: `auth` is only a path, but the rule is
+/// simple) and applies them at the next restart.
+#[must_use]
+pub fn restart_keys_changed(old: &Config, new: &Config) -> Vec<&'static str> {
+    // Taken apart field by field, so that a new key cannot be left out of the list.
+    let ZkConfig {
+        connect,
+        session_timeout,
+        takeover_delay,
+        server_tick,
+        root,
+        auth,
+        tls,
+    } = &old.zookeeper;
+    let b = &new.zookeeper;
+    let NodeConfig { id } = &old.node;
+    [
+        ("zookeeper.connect", *connect != b.connect),
+        (
+            "zookeeper.session_timeout",
+            *session_timeout != b.session_timeout,
+        ),
+        (
+            "zookeeper.takeover_delay",
+            *takeover_delay != b.takeover_delay,
+        ),
+        ("zookeeper.server_tick", *server_tick != b.server_tick),
+        ("zookeeper.root", *root != b.root),
+        ("zookeeper.auth", *auth != b.auth),
+        ("zookeeper.tls", *tls != b.tls),
+        ("node.id", *id != new.node.id),
+        ("metrics.listen", old.metrics != new.metrics),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 /// Validates the config text; `path` is recorded in the [`Config`] and names the file in errors.
@@ -561,12 +587,16 @@ const MAX_NODE_ID_LEN: usize = 255;
 
 const TOP_KEYS: &[&str] = &["zookeeper", "node", "defaults", "worker", "metrics"];
 const METRICS_KEYS: &[&str] = &["listen"];
-/// Limits that keep a bad file from exhausting the host. `MAX_ARG_BYTES` is Linux's limit on one
-/// argument or environment string (`MAX_ARG_STRLEN`).
-const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Limits that keep a bad file from exhausting the host. `MAX_ARG_BYTES` is the longest argument or
+/// environment string (`NAME=value`) `execve` takes: Linux's `MAX_ARG_STRLEN` (32 pages of 4 KiB)
+/// counts the terminating NUL.
+const MAX_FILE_BYTES: u64 = crate::files::MAX_FILE_BYTES;
+/// A credentials file is one line; a larger one is a mistake (a key, a log), not read whole.
+const MAX_CREDENTIALS_BYTES: u64 = 64 * 1024;
 const MAX_WORKERS: usize = 10_000;
 const MAX_ARGS: usize = 4096;
-const MAX_ARG_BYTES: usize = 128 * 1024;
+pub(crate) const MAX_ARG_STRLEN: usize = 32 * 4096;
+const MAX_ARG_BYTES: usize = MAX_ARG_STRLEN - 1;
 const MAX_ARGV_BYTES: usize = 1024 * 1024;
 const MAX_ENV_VARS: usize = 1024;
 
@@ -706,10 +736,124 @@ struct ZkFields {
 }
 
 /// Walks the spanned document and collects problems.
+/// The room `execve` gives a child's argv and environment, as Linux counts it (`fs/exec.c`,
+/// `bprm_stack_limits`): every argv and envp string with its NUL, the program's path, and one pointer
+/// per string, within a quarter of the stack limit (`ulimit -s`; children inherit the daemon's),
+/// capped at 6 MiB and never under 128 KiB. This is `sysconf(_SC_ARG_MAX)` with the kernel's cap.
+///
+/// A child's environment is the daemon's own, the worker's `env` (which overrides it), the
+/// `ZK_SUPERVISE_*` variables, and `HOME`, `USER` and `LOGNAME` when it runs as a `user`. The
+/// daemon's environment is taken to be the one `check` or the daemon itself runs with: a `check` run
+/// from another shell than the service's counts what it sees.
+#[derive(Clone, Debug)]
+struct ExecRoom {
+    arg_max: usize,
+    /// The daemon's own variables, each as `execve` counts it (`NAME=value`, its NUL and a pointer).
+    inherited: HashMap<String, usize>,
+    inherited_total: usize,
+    /// `ZK_SUPERVISE_NODE` and the part of `ZK_SUPERVISE_ZNODE` that does not depend on the worker:
+    /// known once `[zookeeper]` and `[node]` are read.
+    node_and_root: usize,
+}
+
+/// A pointer in argv or envp.
+const POINTER: usize = std::mem::size_of::<usize>();
+/// The kernel's cap on the room for arguments, whatever the stack limit (`_STK_LIM / 4 * 3`).
+const MAX_ARG_ROOM: usize = 6 * 1024 * 1024;
+/// The kernel's floor (`ARG_MAX`, 32 pages).
+const MIN_ARG_ROOM: usize = 32 * 4096;
+/// Room kept for a candidate's name in `ZK_SUPERVISE_ZNODE` (`_c_<32 hex>-n_<10 digits>`), and for
+/// the program's path as `execve` copies it (a command found on `PATH` gets a directory in front).
+const CANDIDATE_NAME_ROOM: usize = 64;
+const PATH_ROOM: usize = 4096;
+/// `HOME=<dir>`, `USER=<name>`, `LOGNAME=<name>` for a worker with `user`: room for the longest.
+const USER_VARS_ROOM: usize =
+    "HOME=".len() + PATH_ROOM + "USER=".len() + 256 + "LOGNAME=".len() + 256 + 3 * (1 + POINTER);
+
+/// The room `execve` gives the argv and environment of a child of this process (see [`ExecRoom`]).
+#[must_use]
+pub(crate) fn arg_max() -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    let stack = getrlimit(Resource::RLIMIT_STACK).map_or(8 * 1024 * 1024, |(soft, _)| soft);
+    usize::try_from(stack / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(MIN_ARG_ROOM, MAX_ARG_ROOM)
+}
+
+impl ExecRoom {
+    fn of_this_process() -> ExecRoom {
+        let arg_max = arg_max();
+        let inherited: HashMap<String, usize> = std::env::vars_os()
+            .map(|(k, v)| {
+                let bytes = k.len() + 1 + v.len() + 1 + POINTER;
+                (k.to_string_lossy().into_owned(), bytes)
+            })
+            .collect();
+        let inherited_total = inherited.values().sum();
+        ExecRoom {
+            arg_max,
+            inherited,
+            inherited_total,
+            node_and_root: "ZK_SUPERVISE_NODE=".len() + 4 * MAX_NODE_ID_LEN + 1 + POINTER + 1024,
+        }
+    }
+
+    /// Sets what `[zookeeper]` and `[node]` add to every child's environment.
+    fn know(&mut self, connect: Option<&str>, root: &str, node_id: Option<&str>) {
+        let chroot = connect
+            .and_then(|c| c.find('/').map(|i| c.len() - i))
+            .unwrap_or(0);
+        let node = node_id.map_or(4 * MAX_NODE_ID_LEN, str::len);
+        self.node_and_root = "ZK_SUPERVISE_NODE=".len() + node + 1 + POINTER + chroot + root.len();
+    }
+
+    /// The bytes `execve` will count for `argv` run as `worker` with `env` (the worker's merged
+    /// `env`) and `user`, and a description of them.
+    fn count(
+        &self,
+        worker: &str,
+        argv: &[String],
+        env: &BTreeMap<String, String>,
+        user: bool,
+    ) -> (usize, String) {
+        let args: usize = argv.iter().map(|a| a.len() + 1 + POINTER).sum::<usize>() + PATH_ROOM;
+        let own: usize = env
+            .iter()
+            .map(|(k, v)| k.len() + 1 + v.len() + 1 + POINTER)
+            .sum();
+        let overridden: usize = env.keys().filter_map(|k| self.inherited.get(k)).sum();
+        let inherited = self.inherited_total - overridden;
+        let supervisor = self.node_and_root
+            + "ZK_SUPERVISE_WORKER=".len()
+            + worker.len()
+            + 1
+            + "ZK_SUPERVISE_ZNODE=".len()
+            + 2
+            + worker.len()
+            + CANDIDATE_NAME_ROOM
+            + 1
+            + "ZK_SUPERVISE_FENCING_TOKEN=".len()
+            + 20
+            + 1
+            + 3 * POINTER
+            + if user { USER_VARS_ROOM } else { 0 };
+        let total = args + own + inherited + supervisor;
+        let detail = format!(
+            "arguments {args} (with room for the program's path), env {own}, the inherited \
+             environment (this process's) {inherited}, ZK_SUPERVISE_*{} {supervisor}; each string counted with its NUL \
+             and a {POINTER}-byte pointer",
+            if user { ", HOME, USER and LOGNAME" } else { "" }
+        );
+        (total, detail)
+    }
+}
+
 struct Checker<'t> {
     text: &'t str,
     /// Byte offset (if any) and message.
     problems: Vec<(Option<usize>, String)>,
+    /// What `execve` will take of a worker's command and environment.
+    exec: ExecRoom,
 }
 
 impl<'t> Checker<'t> {
@@ -717,6 +861,7 @@ impl<'t> Checker<'t> {
         Self {
             text,
             problems: Vec::new(),
+            exec: ExecRoom::of_this_process(),
         }
     }
 
@@ -930,15 +1075,28 @@ impl<'t> Checker<'t> {
             return None;
         }
         let total: usize = argv.iter().map(|a| a.len() + 1).sum();
-        if argv.len() > MAX_ARGS
-            || argv.iter().any(|a| a.len() > MAX_ARG_BYTES)
-            || total > MAX_ARGV_BYTES
+        if let Some((i, a)) = argv
+            .iter()
+            .enumerate()
+            .find(|(_, a)| a.len() > MAX_ARG_BYTES)
         {
             self.problem(
                 at,
                 format!(
-                    "{what}: too large ({} arguments, {total} bytes; the limits are {MAX_ARGS} arguments, \
-                     {MAX_ARG_BYTES} bytes each and {MAX_ARGV_BYTES} in all)",
+                    "{what}: argument {} is {} bytes; execve takes at most {MAX_ARG_BYTES} \
+                     (the kernel's MAX_ARG_STRLEN, {MAX_ARG_STRLEN} with the terminating NUL)",
+                    i + 1,
+                    a.len()
+                ),
+            );
+            return None;
+        }
+        if argv.len() > MAX_ARGS || total > MAX_ARGV_BYTES {
+            self.problem(
+                at,
+                format!(
+                    "{what}: too large ({} arguments, {total} bytes; the limits are {MAX_ARGS} arguments \
+                     and {MAX_ARGV_BYTES} bytes in all)",
                     argv.len()
                 ),
             );
@@ -956,6 +1114,11 @@ impl<'t> Checker<'t> {
         }
         let zk = self.zookeeper(doc.get("zookeeper"));
         let node = self.node(doc.get("node"));
+        self.exec.know(
+            zk.connect.as_deref(),
+            &zk.root,
+            node.as_ref().map(|n| n.id.as_str()),
+        );
         let metrics = self.metrics(doc.get("metrics"));
         let defaults = match doc.get("defaults") {
             Some(v) => self.defaults(v),
@@ -1321,8 +1484,22 @@ impl<'t> Checker<'t> {
                 fields.working_dir = Field::from(dir, at);
             }
             "env" => fields.env = Field::from(self.env(&what, value), at),
-            "user" => fields.user = Field::from(self.nonempty_string(&what, value), at),
-            "group" => fields.group = Field::from(self.nonempty_string(&what, value), at),
+            "user" | "group" => {
+                let id = self
+                    .nonempty_string(&what, value)
+                    .and_then(|s| match check_id(&s) {
+                        Ok(()) => Some(s),
+                        Err(why) => {
+                            self.problem(at, format!("{what}: {why}"));
+                            None
+                        }
+                    });
+                if key == "user" {
+                    fields.user = Field::from(id, at);
+                } else {
+                    fields.group = Field::from(id, at);
+                }
+            }
             "stop_signal" => {
                 let signal = self
                     .string(&what, value)
@@ -1387,12 +1564,15 @@ impl<'t> Checker<'t> {
                 self.problem(key.span().start, format!("{what}: {why}"));
             }
             if let Some(s) = self.string(&format!("{what}.{name}"), v) {
-                if s.len() > MAX_ARG_BYTES || name.len() > MAX_ARG_BYTES {
+                let string = name.len() + 1 + s.len();
+                if string > MAX_ARG_BYTES {
+                    let shown: String = name.chars().take(64).collect();
                     self.problem(
                         v.span().start,
                         format!(
-                            "{what}.{name}: {} bytes; the limit is {MAX_ARG_BYTES}",
-                            s.len()
+                            "{what}.{shown}: {shown}=<value> is {string} bytes; execve takes at most \
+                             {MAX_ARG_BYTES} per NAME=value string (the kernel's MAX_ARG_STRLEN, \
+                             {MAX_ARG_STRLEN} with the terminating NUL)"
                         ),
                     );
                 } else {
@@ -1539,6 +1719,33 @@ impl<'t> Checker<'t> {
                 Some(env)
             }
         };
+
+        if let (Some(name), Some(env)) = (&name, &env) {
+            let user = resolve_opt(&fields.user, &d.user).flatten().is_some();
+            let health_command = health.as_ref().and_then(|h| {
+                h.as_ref()
+                    .map(|h| (h.command.clone(), "health_check.command"))
+            });
+            let commands = command
+                .clone()
+                .map(|c| (c, "command"))
+                .into_iter()
+                .chain(health_command);
+            for (argv, key) in commands {
+                let (total, detail) = self.exec.count(name, &argv, env, user);
+                if total > self.exec.arg_max {
+                    self.problem(
+                        header,
+                        format!(
+                            "{label}: {key} and environment come to {total} bytes as execve counts them, \
+                             over the kernel's limit of {} (ARG_MAX: a quarter of the stack limit, at most \
+                             6 MiB); {detail}",
+                            self.exec.arg_max
+                        ),
+                    );
+                }
+            }
+        }
 
         if self.problems.len() > before {
             return None;
@@ -1727,8 +1934,35 @@ fn check_node_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// A `user` or `group`: a name (looked up when the child starts), or a number, taken as an id even
+/// when no passwd or group entry has it.
+fn check_id(id: &str) -> Result<(), String> {
+    if id.bytes().all(|b| b.is_ascii_digit()) {
+        match id.parse::<u32>() {
+            Ok(n) if n != u32::MAX => Ok(()),
+            _ => Err(format!(
+                "{id} is not a valid id (a number up to {})",
+                u32::MAX - 1
+            )),
+        }
+    } else if id.chars().any(|c| c.is_control() || c == ':') {
+        Err(format!("{id:?} is not a user or group name"))
+    } else {
+        Ok(())
+    }
+}
+
 /// `host[:port],...[/chroot]` as the client library reads it; `Ok(true)` if it has a chroot.
 fn check_connect(connect: &str) -> Result<bool, String> {
+    // `zk://host:2181`, `tcp://...`: a URL is not the client library's connect string.
+    if let Some((scheme, rest)) = connect.split_once("://") {
+        if !scheme.is_empty() && !scheme.contains([',', '/']) {
+            return Err(format!(
+                "{connect:?} is a URL, not host:port; write it without the scheme: {rest:?} \
+                 (the form is host:port,host:port[/chroot])"
+            ));
+        }
+    }
     let (hosts, chroot) = match connect.find('/') {
         Some(i) => (&connect[..i], Some(&connect[i..])),
         None => (connect, None),
@@ -2229,6 +2463,134 @@ intervall = "5s"
         ] {
             ok(&format!("[zookeeper]\nconnect = \"{connect}\"\n"));
         }
+    }
+
+    #[test]
+    fn a_url_is_not_host_port() {
+        for (connect, form) in [
+            ("zk://zk1:2181", "\"zk1:2181\""),
+            (
+                "zookeeper://zk1:2181,zk2:2181/apps",
+                "\"zk1:2181,zk2:2181/apps\"",
+            ),
+        ] {
+            let message = problem(&format!("[zookeeper]\nconnect = \"{connect}\"\n"));
+            assert_eq!(
+                message,
+                format!(
+                    "w.toml:2:11: zookeeper: connect: {connect:?} is a URL, not host:port; write it \
+                     without the scheme: {form} (the form is host:port,host:port[/chroot])"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn numeric_user_and_group_ids_are_taken_as_ids() {
+        let with = |keys: &str| worker(&format!("name = \"mailer\"\ncommand = [\"x\"]\n{keys}\n"));
+        let config = ok(&with("user = \"1000\"\ngroup = \"1000\""));
+        assert_eq!(config.workers[0].user.as_deref(), Some("1000"));
+        assert_eq!(config.workers[0].group.as_deref(), Some("1000"));
+        ok(&with("user = \"0\"\ngroup = \"4294967294\""));
+        ok(&with("user = \"mailer\"\ngroup = \"mail-2\""));
+        assert_eq!(
+            problem(&with("user = \"4294967295\"")),
+            "w.toml:6:8: worker \"mailer\": user: 4294967295 is not a valid id (a number up to 4294967294)"
+        );
+        assert!(problem(&with("group = \"99999999999\"")).contains("is not a valid id"));
+        assert!(problem(&with("user = \"a:b\"")).contains("is not a user or group name"));
+    }
+
+    #[test]
+    fn a_reload_names_the_restart_keys_that_changed_and_only_those() {
+        let base = ok(&format!("{ZK}[node]\nid = \"n1\"\n"));
+        assert!(restart_keys_changed(&base, &base).is_empty());
+        let other = ok(
+            "[zookeeper]\nconnect = \"zk3:2181\"\nsession_timeout = \"20s\"\n\
+                        auth = { scheme = \"digest\", credentials_file = \"/etc/zk.cred\" }\n\
+                        [node]\nid = \"n2\"\n[metrics]\nlisten = \"127.0.0.1:9100\"\n",
+        );
+        assert_eq!(
+            restart_keys_changed(&base, &other),
+            [
+                "zookeeper.connect",
+                "zookeeper.session_timeout",
+                "zookeeper.auth",
+                "node.id",
+                "metrics.listen"
+            ]
+        );
+    }
+
+    /// Issue 12, 5: `execve` refuses a string of 131072 bytes with its NUL (`MAX_ARG_STRLEN`
+    /// counts it), and for the environment the string is the whole `NAME=value`.
+    #[test]
+    fn one_string_is_limited_as_execve_limits_it() {
+        let with_arg = |n: usize| {
+            worker(&format!(
+                "name = \"w\"\ncommand = [\"/bin/x\", \"{}\"]\n",
+                "a".repeat(n)
+            ))
+        };
+        ok(&with_arg(131_071));
+        assert_eq!(
+            problem(&with_arg(131_072)),
+            "w.toml:5:11: worker \"w\": command: argument 2 is 131072 bytes; execve takes at most \
+             131071 (the kernel's MAX_ARG_STRLEN, 131072 with the terminating NUL)"
+        );
+        // "K=" and the value: 131071 bytes in all is the most.
+        let with_env = |n: usize| {
+            worker(&format!(
+                "name = \"w\"\ncommand = [\"/bin/x\"]\nenv = {{ K = \"{}\" }}\n",
+                "v".repeat(n - 2)
+            ))
+        };
+        ok(&with_env(131_071));
+        assert_eq!(
+            problem(&with_env(131_072)),
+            "w.toml:6:13: worker \"w\": env.K: K=<value> is 131072 bytes; execve takes at most 131071 \
+             per NAME=value string (the kernel's MAX_ARG_STRLEN, 131072 with the terminating NUL)"
+        );
+    }
+
+    /// Issue 12, 5: the whole of argv and the environment must fit `ARG_MAX` as the kernel counts it,
+    /// the daemon's own environment and the `ZK_SUPERVISE_*` variables included.
+    #[test]
+    fn argv_and_environment_together_must_fit_arg_max() {
+        let room = ExecRoom::of_this_process();
+        let vars = room.arg_max / 100_000 + 2;
+        let env: Vec<String> = (0..vars)
+            .map(|i| format!("V{i} = \"{}\"", "x".repeat(100_000)))
+            .collect();
+        let text = worker(&format!(
+            "name = \"w\"\ncommand = [\"/bin/x\"]\nenv = {{ {} }}\n",
+            env.join(", ")
+        ));
+        let message = problem(&text);
+        assert!(
+            message.starts_with("w.toml:3:1: worker \"w\": command and environment come to ")
+                && message.contains(&format!(
+                    "over the kernel's limit of {} (ARG_MAX",
+                    room.arg_max
+                ))
+                && message.contains("the inherited environment (this process's)"),
+            "{message}"
+        );
+        // The same through a health check's command: it runs with the worker's environment.
+        let small: Vec<String> = (0..room.arg_max.saturating_sub(900_000) / 100_000 + 2)
+            .map(|i| format!("V{i} = \"{}\"", "x".repeat(100_000)))
+            .collect();
+        let big_check = format!("\"{}\"", "y".repeat(100_000));
+        let checks = vec![big_check; 9].join(", ");
+        let text = worker(&format!(
+            "name = \"w\"\ncommand = [\"/bin/x\"]\nenv = {{ {} }}\nhealth_check = {{ command = [\"/bin/c\", {checks}] }}\n",
+            small.join(", ")
+        ));
+        let message = problem(&text);
+        assert!(
+            message.contains("health_check.command and environment come to"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub fn main() -> i32 {
 
 struct Guard {
     control: UnixStream,
-    inbox: Vec<u8>,
+    inbox: Inbox,
     sigchld: SignalFd,
     /// Fires at the next lease action, on `CLOCK_BOOTTIME`.
     timer: TimerFd,
@@ -162,8 +162,10 @@ impl Guard {
         // First of all, who we are: should this guard be killed before it reports the child's end, the
         // supervisor asks the spawner to sweep what came back to it from this pid (see `crate::spawner`).
         let _ = control.write_all(format!("guard {}\n", std::process::id()).as_bytes());
-        let mut inbox = Vec::new();
-        let spec: Spec = match read_line(&mut control, &mut inbox)
+        let mut inbox = Inbox::default();
+        let asked = std::time::Instant::now();
+        let spec: Spec = match inbox
+            .read_line(&mut control)
             .ok()
             .flatten()
             .and_then(|line| line.strip_prefix("spec ").map(str::to_owned))
@@ -196,8 +198,9 @@ impl Guard {
             view,
             grace: Duration::from_millis(spec.grace_ms),
         };
+        let spec_took = asked.elapsed();
         if !lease.holds() {
-            let _ = control.write_all(REFUSED.as_bytes());
+            let _ = control.write_all(lease.refusal(spec_took).as_bytes());
             return Err(());
         }
         let stop_signal = Signal::try_from(spec.stop_signal).unwrap_or(Signal::SIGTERM);
@@ -232,7 +235,7 @@ impl Guard {
         let child = match spawn(&spec, lease) {
             Ok(pid) => pid,
             Err(NotStarted::Lease) => {
-                let _ = control.write_all(REFUSED.as_bytes());
+                let _ = control.write_all(lease.refusal(spec_took).as_bytes());
                 return Err(());
             }
             Err(NotStarted::Failed(why)) => {
@@ -307,7 +310,7 @@ impl Guard {
     /// Handles what the supervisor sent; returns false once the socket is closed.
     fn read_control(&mut self) -> bool {
         loop {
-            match read_line(&mut self.control, &mut self.inbox) {
+            match self.inbox.read_line(&mut self.control) {
                 Ok(Some(line)) => self.command(&line),
                 Ok(None) => return false,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
@@ -486,10 +489,6 @@ impl Guard {
     }
 }
 
-/// What the guard answers instead of `failed` when the lease no longer holds for the grace period:
-/// not a failure of the command, and the supervisor waits for a renewal rather than counting it.
-const REFUSED: &str = "refused the lease ended before the child could start\n";
-
 /// The `errno` the forked child reports when it finds the lease over just before `exec`: one no
 /// step of starting a command (`setgroups`, `setuid`, `setrlimit`, `chdir`, `execve`) can fail with.
 const LEASE_OVER: i32 = nix::libc::ETIME;
@@ -512,11 +511,31 @@ unsafe impl Send for LeaseAtExec {}
 unsafe impl Sync for LeaseAtExec {}
 
 impl LeaseAtExec {
+    fn deadline(&self) -> Stamp {
+        self.view
+            .map_or(self.deadline, |v| self.deadline.max(v.load()))
+    }
+
     fn holds(&self) -> bool {
-        let k = self
-            .view
-            .map_or(self.deadline, |v| self.deadline.max(v.load()));
-        Stamp::now().plus(self.grace) < k
+        Stamp::now().plus(self.grace) < self.deadline()
+    }
+
+    /// What the guard answers instead of `failed` when the lease no longer holds for the grace
+    /// period: not a failure of the command, and the supervisor waits for a renewal rather than
+    /// counting it. It says what was seen, so that a slow start (a spec that took long to arrive, a
+    /// slow user lookup) is not taken for a lease that ended on its own.
+    fn refusal(&self, spec_took: Duration) -> String {
+        let (now, k) = (Stamp::now(), self.deadline());
+        let left = if k > now {
+            format!("it ends in {:?}", k.since(now))
+        } else {
+            format!("it ended {:?} ago", now.since(k))
+        };
+        format!(
+            "refused the lease does not hold for the grace period ({:?}): {left}; the spec took \
+             {spec_took:?} to arrive\n",
+            self.grace
+        )
     }
 }
 
@@ -589,23 +608,59 @@ pub(crate) fn descendants_of(pid: Pid) -> Vec<Pid> {
     found
 }
 
-/// Reads one line from the socket into `inbox`; `Ok(None)` at end of file.
-fn read_line(control: &mut UnixStream, inbox: &mut Vec<u8>) -> io::Result<Option<String>> {
-    loop {
-        if let Some(n) = inbox.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = inbox.drain(..=n).collect();
-            return Ok(Some(String::from_utf8_lossy(&line[..n]).into_owned()));
-        }
-        let mut buf = [0u8; 4096];
-        match control.read(&mut buf) {
-            Ok(0) => return Ok(None),
-            Ok(n) => inbox.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(e),
+/// What came down the control socket and is not yet a whole line.
+///
+/// Linear in what it reads: each byte is looked at once when searching for the end of a line (the
+/// search resumes where the last one stopped), and lines are taken off the front by moving an offset,
+/// the buffer compacted once per read. A spec is as large as the worker's command and environment
+/// (megabytes); rescanning the buffer on every 4 KiB read made it quadratic (15 s of CPU for a 15 MB
+/// spec, long enough for the lease to run out before the child could start).
+#[derive(Default)]
+struct Inbox {
+    buf: Vec<u8>,
+    /// Where the next line begins in `buf`.
+    start: usize,
+    /// How far `buf` is known to hold no newline.
+    scanned: usize,
+    /// Bytes looked at for a newline, ever: what the reading costs (for the tests).
+    #[cfg(test)]
+    examined: usize,
+}
+
+impl Inbox {
+    /// Reads one line from `control`; `Ok(None)` at end of file.
+    fn read_line(&mut self, control: &mut impl Read) -> io::Result<Option<String>> {
+        loop {
+            let from = self.scanned.max(self.start);
+            let found = self.buf[from..].iter().position(|&b| b == b'\n');
+            #[cfg(test)]
+            {
+                self.examined += found.map_or(self.buf.len() - from, |i| i + 1);
+            }
+            if let Some(i) = found {
+                let line = &self.buf[self.start..from + i];
+                let line = String::from_utf8_lossy(line).into_owned();
+                self.start = from + i + 1;
+                self.scanned = self.start;
+                return Ok(Some(line));
+            }
+            // Compact: what is left of the buffer is the beginning of a line.
+            self.buf.drain(..self.start);
+            self.start = 0;
+            self.scanned = self.buf.len();
+            let mut chunk = [0u8; 64 * 1024];
+            match control.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(e),
+            }
         }
     }
 }
 
-struct Credentials {
+/// The identity a child runs with when its worker sets `user` or `group`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Credentials {
     uid: Uid,
     gid: Gid,
     groups: Vec<Gid>,
@@ -613,25 +668,54 @@ struct Credentials {
     home: Option<(std::path::PathBuf, String)>,
 }
 
+/// A numeric `user` or `group` (`"1000"`): an id, taken as is even when no passwd or group entry has
+/// it (as `chown 1000` and systemd's `User=` take it).
+fn numeric_id(name: &str) -> Option<u32> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // (uid_t)-1 means "unchanged" to the kernel: never an id.
+    name.parse().ok().filter(|&id| id != u32::MAX)
+}
+
 /// Resolves `user` and `group` (NSS lookups: files, but also LDAP or SSSD, which can block for
 /// seconds while the network is down; that is why [`spawn`] checks the lease again afterwards).
-fn credentials(spec: &Spec) -> Result<Option<Credentials>, String> {
-    let user = match &spec.user {
+///
+/// A numeric `user` without a passwd entry runs with its number as the group too (unless `group`
+/// says otherwise; never root's group by default), `HOME=/`, and `USER` and `LOGNAME` set to the
+/// number.
+pub(crate) fn credentials(
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<Option<Credentials>, String> {
+    let user = match user {
         None => None,
-        Some(name) => match User::from_name(name) {
-            Ok(Some(u)) => Some(u),
-            Ok(None) => return Err(format!("unknown user \"{name}\"")),
-            Err(e) => return Err(format!("user \"{name}\": {e}")),
+        Some(name) => match numeric_id(name) {
+            Some(id) => match User::from_uid(Uid::from_raw(id)) {
+                Ok(Some(u)) => Some(u),
+                Ok(None) => {
+                    let uid = Uid::from_raw(id);
+                    let gid = match group {
+                        Some(g) => resolve_group(g)?,
+                        None => Gid::from_raw(id),
+                    };
+                    return Ok(Some(Credentials {
+                        uid,
+                        gid,
+                        groups: vec![gid],
+                        home: Some(("/".into(), name.to_owned())),
+                    }));
+                }
+                Err(e) => return Err(format!("user \"{name}\": {e}")),
+            },
+            None => match User::from_name(name) {
+                Ok(Some(u)) => Some(u),
+                Ok(None) => return Err(format!("unknown user \"{name}\"")),
+                Err(e) => return Err(format!("user \"{name}\": {e}")),
+            },
         },
     };
-    let group = match &spec.group {
-        None => None,
-        Some(name) => match Group::from_name(name) {
-            Ok(Some(g)) => Some(g.gid),
-            Ok(None) => return Err(format!("unknown group \"{name}\"")),
-            Err(e) => return Err(format!("group \"{name}\": {e}")),
-        },
-    };
+    let group = group.map(resolve_group).transpose()?;
     Ok(match (user, group) {
         (None, None) => None,
         (None, Some(gid)) => Some(Credentials {
@@ -658,6 +742,61 @@ fn credentials(spec: &Spec) -> Result<Option<Credentials>, String> {
     })
 }
 
+/// A `group` by name, or by number even without a group entry.
+fn resolve_group(name: &str) -> Result<Gid, String> {
+    if let Some(id) = numeric_id(name) {
+        return Ok(Gid::from_raw(id));
+    }
+    match Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid),
+        Ok(None) => Err(format!("unknown group \"{name}\"")),
+        Err(e) => Err(format!("group \"{name}\": {e}")),
+    }
+}
+
+/// The process's own ids, as [`needs_root`] compares them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ids {
+    pub root: bool,
+    pub uids: [Uid; 2],
+    pub gids: [Gid; 2],
+}
+
+impl Ids {
+    pub(crate) fn current() -> Ids {
+        Ids {
+            root: Uid::effective().is_root(),
+            uids: [Uid::current(), Uid::effective()],
+            gids: [Gid::current(), Gid::effective()],
+        }
+    }
+}
+
+/// Why `creds` cannot be taken by a process with `ids`: a process that is not root may keep its own
+/// user and group (`setuid` and `setgid` to its real or effective id), nothing else. The message
+/// names the user and group as the worker wrote them.
+pub(crate) fn needs_root(
+    creds: &Credentials,
+    ids: Ids,
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Option<String> {
+    if ids.root || (ids.uids.contains(&creds.uid) && ids.gids.contains(&creds.gid)) {
+        return None;
+    }
+    let target = match (user, group) {
+        (Some(u), Some(g)) => format!("user \"{u}\" and group \"{g}\""),
+        (Some(u), None) => format!("user \"{u}\""),
+        (None, Some(g)) => format!("group \"{g}\""),
+        (None, None) => "another user".to_owned(),
+    };
+    Some(format!(
+        "switching to {target} (uid {}, gid {}) needs root, and the daemon runs as uid {}, gid {}; \
+         run it as root or remove user and group from the worker",
+        creds.uid, creds.gid, ids.uids[1], ids.gids[1]
+    ))
+}
+
 /// Starts the child, unless the lease no longer holds for the grace period just before `exec`.
 fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> {
     let Some((program, args)) = spec.argv.split_first() else {
@@ -674,7 +813,18 @@ fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> {
             Err(e) => return Err(NotStarted::Failed(format!("working_dir {dir}: {e}"))),
         }
     }
-    let creds = credentials(spec).map_err(NotStarted::Failed)?;
+    let creds =
+        credentials(spec.user.as_deref(), spec.group.as_deref()).map_err(NotStarted::Failed)?;
+    if let Some(why) = creds.as_ref().and_then(|c| {
+        needs_root(
+            c,
+            Ids::current(),
+            spec.user.as_deref(),
+            spec.group.as_deref(),
+        )
+    }) {
+        return Err(NotStarted::Failed(format!("spawn {program}: {why}")));
+    }
     let mut cmd = Command::new(program);
     cmd.args(args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -688,6 +838,7 @@ fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> {
     if let Some((home, name)) = creds.as_ref().and_then(|c| c.home.as_ref()) {
         cmd.env("HOME", home).env("USER", name).env("LOGNAME", name);
     }
+    let as_user = creds.is_some();
     let guard_pid = nix::unistd::getpid();
     let nofile = spec.nofile;
     // SAFETY: the guard is single-threaded, so between fork and exec the child may call anything; the
@@ -746,8 +897,50 @@ fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> {
         #[allow(clippy::cast_possible_wrap)]
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
         Err(e) if e.raw_os_error() == Some(LEASE_OVER) => Err(NotStarted::Lease),
+        Err(e) if e.raw_os_error() == Some(nix::libc::E2BIG) => Err(NotStarted::Failed(format!(
+            "spawn {program}: {}",
+            too_big(spec, as_user)
+        ))),
         Err(e) => Err(NotStarted::Failed(format!("spawn {program}: {e}"))),
     }
+}
+
+/// Why `execve` said E2BIG ("Argument list too long"), in the kernel's terms: one string over
+/// `MAX_ARG_STRLEN`, or the whole over `ARG_MAX` (the config is checked against both, but the
+/// daemon's own environment, or its stack limit, may have changed since).
+fn too_big(spec: &Spec, user: bool) -> String {
+    let max_string = crate::config::MAX_ARG_STRLEN;
+    let pointer = std::mem::size_of::<usize>();
+    let inherited = std::env::vars_os().filter(|(k, _)| {
+        !spec
+            .env
+            .iter()
+            .any(|(name, _)| k.as_os_str() == name.as_str())
+    });
+    let env: Vec<usize> = spec
+        .env
+        .iter()
+        .map(|(k, v)| k.len() + 1 + v.len() + 1)
+        .chain(inherited.map(|(k, v)| k.len() + 1 + v.len() + 1))
+        .collect();
+    let args: Vec<usize> = spec.argv.iter().map(|a| a.len() + 1).collect();
+    if args.iter().chain(&env).any(|&n| n > max_string) {
+        return format!(
+            "an argument or environment string is longer than the kernel's limit of {} bytes \
+             (MAX_ARG_STRLEN, {max_string} with its NUL); execve: Argument list too long",
+            max_string - 1
+        );
+    }
+    let strings = args.len() + env.len() + if user { 3 } else { 0 };
+    let total = args.iter().chain(&env).sum::<usize>() + strings * pointer;
+    format!(
+        "arguments and environment come to about {total} bytes ({} arguments, {} environment strings \
+         including the daemon's own, each with its NUL and a pointer), over the kernel's limit of {} \
+         (ARG_MAX: a quarter of the stack limit); execve: Argument list too long",
+        args.len(),
+        env.len(),
+        crate::config::arg_max()
+    )
 }
 
 #[cfg(test)]
@@ -772,6 +965,184 @@ mod tests {
             nofile: None,
             shared_deadline: false,
         }
+    }
+
+    /// A reader that hands out at most `chunk` bytes per read, as a socket does.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        chunk: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.data.len().min(self.chunk).min(buf.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Issue 12, 5: a spec of megabytes (a large environment) is read in linear time: every byte is
+    /// looked at once for the end of its line, however many reads it takes. Rescanning the buffer on
+    /// each 4 KiB read looked at 8 MB × 2048 reads / 2, about 8 GB, here.
+    #[test]
+    fn a_large_spec_is_read_in_linear_time() {
+        let big = format!("spec {{\"env\":\"{}\"}}", "x".repeat(8 << 20));
+        let mut data = big.clone().into_bytes();
+        data.extend_from_slice(b"\nlease 42\nstop\n");
+        for chunk in [4096, 1 << 16, 1 << 20] {
+            let mut reader = Trickle { data: &data, chunk };
+            let mut inbox = Inbox::default();
+            assert_eq!(
+                inbox.read_line(&mut reader).unwrap().as_deref(),
+                Some(big.as_str())
+            );
+            assert_eq!(
+                inbox.read_line(&mut reader).unwrap().as_deref(),
+                Some("lease 42")
+            );
+            assert_eq!(
+                inbox.read_line(&mut reader).unwrap().as_deref(),
+                Some("stop")
+            );
+            assert_eq!(inbox.read_line(&mut reader).unwrap(), None);
+            assert!(
+                inbox.examined <= data.len(),
+                "{} bytes examined for {} read, in chunks of {chunk}",
+                inbox.examined,
+                data.len()
+            );
+        }
+        // Many short lines in one read: each is taken off the front without moving the rest.
+        let lines: String = (0..100_000).map(|i| format!("lease {i}\n")).collect();
+        let mut reader = Trickle {
+            data: lines.as_bytes(),
+            chunk: 1 << 20,
+        };
+        let mut inbox = Inbox::default();
+        for i in 0..100_000 {
+            assert_eq!(
+                inbox.read_line(&mut reader).unwrap(),
+                Some(format!("lease {i}"))
+            );
+        }
+        assert!(inbox.examined <= lines.len());
+    }
+
+    /// Issue 12, 5: when `execve` says E2BIG, the failure names the kernel's limit that was passed,
+    /// not a lease or a bare "Argument list too long".
+    #[test]
+    fn an_argument_list_too_long_names_the_limit() {
+        let lease = LeaseAtExec {
+            deadline: Stamp::now().plus(Duration::from_secs(600)),
+            view: None,
+            grace: Duration::from_secs(1),
+        };
+        let long = "a".repeat(crate::config::MAX_ARG_STRLEN);
+        let Err(NotStarted::Failed(why)) = spawn(&spec(&["/bin/true", &long]), lease) else {
+            panic!("started with an argument of MAX_ARG_STRLEN bytes");
+        };
+        assert!(
+            why.starts_with("spawn /bin/true: an argument or environment string is longer than the kernel's limit of 131071 bytes (MAX_ARG_STRLEN"),
+            "{why}"
+        );
+        let piece = "b".repeat(100_000);
+        let many: Vec<&str> = std::iter::once("/bin/true")
+            .chain(std::iter::repeat_n(
+                piece.as_str(),
+                crate::config::arg_max() / 100_000 + 2,
+            ))
+            .collect();
+        let Err(NotStarted::Failed(why)) = spawn(&spec(&many), lease) else {
+            panic!("started with arguments over ARG_MAX");
+        };
+        assert!(
+            why.contains(&format!(
+                "over the kernel's limit of {} (ARG_MAX",
+                crate::config::arg_max()
+            )),
+            "{why}"
+        );
+    }
+
+    /// Issue 12, 5: a refusal says what the guard saw: how far the lease's end is, the grace period,
+    /// and how long the spec took to arrive.
+    #[test]
+    fn a_refusal_says_what_was_seen() {
+        let lease = LeaseAtExec {
+            deadline: Stamp::now().minus(Duration::from_secs(2)),
+            view: None,
+            grace: Duration::from_secs(1),
+        };
+        let why = lease.refusal(Duration::from_millis(1500));
+        assert!(
+            why.starts_with("refused the lease does not hold for the grace period (1s): it ended ")
+                && why.ends_with(" ago; the spec took 1.5s to arrive\n"),
+            "{why}"
+        );
+    }
+
+    /// Issue 12, 7: a numeric `user` or `group` is an id, even without a passwd or group entry; a
+    /// user that has one is found by its number too.
+    #[test]
+    fn numeric_ids_need_no_entry() {
+        let free = (60_000..65_000)
+            .find(|&id| {
+                User::from_uid(Uid::from_raw(id)).ok().flatten().is_none()
+                    && Group::from_gid(Gid::from_raw(id)).ok().flatten().is_none()
+            })
+            .expect("an id with no entry");
+        let id = free.to_string();
+        let creds = credentials(Some(&id), None).expect("taken").expect("some");
+        assert_eq!((creds.uid.as_raw(), creds.gid.as_raw()), (free, free));
+        assert_eq!(creds.groups, [Gid::from_raw(free)]);
+        assert_eq!(creds.home, Some(("/".into(), id.clone())));
+        let creds = credentials(Some(&id), Some("0"))
+            .expect("taken")
+            .expect("some");
+        assert_eq!(creds.gid, Gid::from_raw(0));
+        let creds = credentials(None, Some(&id)).expect("taken").expect("some");
+        assert_eq!(creds.gid, Gid::from_raw(free));
+        let root = credentials(Some("0"), None).expect("taken").expect("some");
+        assert_eq!(
+            root.home.as_ref().map(|(_, name)| name.as_str()),
+            Some("root")
+        );
+        assert!(credentials(Some("zk-supervise-no-such-user"), None)
+            .is_err_and(|e| e == "unknown user \"zk-supervise-no-such-user\""));
+    }
+
+    /// Issue 12, 7: a daemon that is not root cannot switch users; the spawn error says so rather
+    /// than `Operation not permitted`. Its own user and group need nothing.
+    #[test]
+    fn switching_users_needs_root() {
+        let creds = credentials(Some("0"), None).expect("taken").expect("some");
+        let daemon = Ids {
+            root: false,
+            uids: [Uid::from_raw(1000); 2],
+            gids: [Gid::from_raw(1000); 2],
+        };
+        assert_eq!(
+            needs_root(&creds, daemon, Some("root"), None).as_deref(),
+            Some(
+                "switching to user \"root\" (uid 0, gid 0) needs root, and the daemon runs as uid \
+                 1000, gid 1000; run it as root or remove user and group from the worker"
+            )
+        );
+        let own = credentials(Some("1000"), Some("1000"))
+            .expect("taken")
+            .expect("some");
+        assert_eq!(needs_root(&own, daemon, Some("1000"), Some("1000")), None);
+        let other_group = credentials(Some("1000"), Some("0"))
+            .expect("taken")
+            .expect("some");
+        assert!(needs_root(&other_group, daemon, Some("1000"), Some("0"))
+            .is_some_and(|m| m.starts_with("switching to user \"1000\" and group \"0\"")));
+        let as_root = Ids {
+            root: true,
+            ..daemon
+        };
+        assert_eq!(needs_root(&creds, as_root, Some("root"), None), None);
     }
 
     /// Issue 11, 5a: the guard checks the lease when the spec arrives, but resolving `user` and `group`

@@ -5,11 +5,13 @@
 //! ([`process`], through a [`guard`] process that enforces the [`lease`] on its own, forked by the
 //! [`spawner`]); [`session`] holds
 //! the one ZooKeeper session and renews the lease; [`worker`] is one worker's task and state machine;
-//! [`supervisor`] runs them all and shuts them down. [`config`] parses and validates the file.
+//! [`supervisor`] runs them all and shuts them down. [`config`] parses and validates the file;
+//! [`files`] reads it, and every other file an operator names, without letting one hang the daemon.
 //! [`limits`] fits the limit on open files to the workers, [`systemd`] reports to systemd.
 
 pub mod config;
 pub mod election;
+pub mod files;
 pub mod guard;
 pub mod lease;
 pub mod limits;

@@ -60,22 +60,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match config::load(&config) {
-            Ok(cfg) if cfg.zookeeper.auth.is_some() && credentials_problem(&cfg).is_some() => {
-                eprintln!("{}", credentials_problem(&cfg).unwrap_or_default());
-                ExitCode::from(EXIT_CONFIG)
-            }
-            Ok(cfg) => {
-                for line in cfg.summary() {
-                    println!("{line}");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        Command::Check { config } => check(config),
         Command::Status { config, json } => {
             let cfg = match config::load(&config) {
                 Ok(cfg) => cfg,
@@ -94,6 +79,42 @@ fn main() -> ExitCode {
             };
             logs.close(message);
             code
+        }
+    }
+}
+
+/// `check`: validates the file and reads the credentials file it names, on a thread given
+/// [`zk_supervise::files::READ_DEADLINE`] (only a hung file system can make a read wait: a FIFO or a
+/// device is refused at once).
+fn check(path: PathBuf) -> ExitCode {
+    let shown = path.display().to_string();
+    let checked =
+        zk_supervise::files::with_deadline(zk_supervise::files::READ_DEADLINE, move || {
+            match config::load(&path) {
+                Ok(cfg) => match credentials_problem(&cfg) {
+                    Some(problem) => Err(problem),
+                    None => Ok(cfg.summary()),
+                },
+                Err(e) => Err(e.to_string()),
+            }
+        });
+    match checked {
+        Some(Ok(summary)) => {
+            for line in summary {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Some(Err(problem)) => {
+            eprintln!("{problem}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        None => {
+            eprintln!(
+                "{shown}: not read within {:?} (a hung file system?)",
+                zk_supervise::files::READ_DEADLINE
+            );
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }

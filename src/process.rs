@@ -26,6 +26,43 @@ use crate::config::{HealthCheck, WorkerConfig};
 use crate::guard::{Cause, Spec};
 use crate::lease::Stamp;
 
+/// One line per worker whose `user` or `group` this daemon cannot switch to because it is not root
+/// (the guard would refuse to start its child, and its health check). Empty when the daemon runs as
+/// root. Looks users and groups up (NSS: may block): call it off the event loop.
+#[must_use]
+pub fn user_switch_warnings(config: &crate::config::Config) -> Vec<String> {
+    switch_warnings_for(config, crate::guard::Ids::current())
+}
+
+/// [`user_switch_warnings`] for a daemon running with `ids`.
+fn switch_warnings_for(config: &crate::config::Config, ids: crate::guard::Ids) -> Vec<String> {
+    if ids.root {
+        return Vec::new();
+    }
+    // One lookup per distinct pair: a name service can be slow, and many workers share a user.
+    let mut seen: std::collections::HashMap<(Option<&str>, Option<&str>), Option<String>> =
+        std::collections::HashMap::new();
+    config
+        .workers
+        .iter()
+        .filter_map(|w| {
+            let (user, group) = (w.user.as_deref(), w.group.as_deref());
+            if user.is_none() && group.is_none() {
+                return None;
+            }
+            let why = seen.entry((user, group)).or_insert_with(|| {
+                let creds = crate::guard::credentials(user, group).ok()??;
+                crate::guard::needs_root(&creds, ids, user, group)
+            });
+            Some(format!(
+                "worker \"{}\": {}; its child cannot start on this node",
+                w.name,
+                why.as_ref()?
+            ))
+        })
+        .collect()
+}
+
 /// The longest piece of child output logged as one event.
 pub const MAX_LINE: usize = 16 * 1024;
 
@@ -78,8 +115,9 @@ enum Event {
     Guard(i32),
     Started(u32),
     Failed(String),
-    /// The lease no longer held for the grace period when the child was about to start.
-    Refused,
+    /// The lease no longer held for the grace period when the child was about to start, and what
+    /// the guard saw.
+    Refused(String),
     Exited(Exit, Cause),
 }
 
@@ -154,6 +192,7 @@ impl Child {
         spec.deadline_ns = lease.deadline().map_or(0, |k| k.0);
         spec.shared_deadline = lease.shared().is_some();
         let json = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
+        let spec_worker = spec.worker;
         let (tx, mut events) = mpsc::unbounded_channel();
         tokio::spawn(read_events(read, tx));
         let mut guard = Guard {
@@ -177,7 +216,10 @@ impl Child {
                     })
                 }
                 Some(Event::Failed(why)) => break SpawnError::Command(why),
-                Some(Event::Refused) => break SpawnError::Lease,
+                Some(Event::Refused(why)) => {
+                    tracing::warn!(worker = %spec_worker, "the guard did not start the command: {why}");
+                    break SpawnError::Lease;
+                }
                 Some(Event::Exited(..)) | None => {
                     // Killed before it said whether the command started: whatever it started may have
                     // left processes behind.
@@ -396,7 +438,7 @@ async fn read_events(read: tokio::net::unix::OwnedReadHalf, tx: mpsc::UnboundedS
             (Some("guard"), Some(pid)) => pid.trim().parse().ok().map(Event::Guard),
             (Some("started"), Some(pid)) => pid.trim().parse().ok().map(Event::Started),
             (Some("failed"), Some(why)) => Some(Event::Failed(why.to_owned())),
-            (Some("refused"), _) => Some(Event::Refused),
+            (Some("refused"), why) => Some(Event::Refused(why.unwrap_or_default().to_owned())),
             (Some("exited"), Some(rest)) => Some(parse_exited(rest)),
             _ => None,
         };
@@ -495,6 +537,35 @@ mod tests {
         assert_eq!(pieces[2], b"aaaaaaaa\n");
         assert_eq!(String::from_utf8_lossy(&pieces[3]), "\u{fffd}\u{fffd}ok\n");
         assert_eq!(pieces[4], b"tail");
+    }
+
+    /// Issue 12, 7: a daemon that is not root warns, once per worker, about each worker whose
+    /// `user` or `group` it cannot switch to; as root it has nothing to say.
+    #[test]
+    fn a_daemon_that_is_not_root_warns_about_workers_that_switch_users() {
+        let text = "[zookeeper]\nconnect = \"zk:2181\"\n\
+                    [[worker]]\nname = \"a\"\ncommand = [\"/bin/a\"]\nuser = \"0\"\n\
+                    [[worker]]\nname = \"b\"\ncommand = [\"/bin/b\"]\n\
+                    [[worker]]\nname = \"c\"\ncommand = [\"/bin/c\"]\nuser = \"0\"\n\
+                    [[worker]]\nname = \"d\"\ncommand = [\"/bin/d\"]\nuser = \"1000\"\ngroup = \"1000\"\n";
+        let config = crate::config::parse(text, std::path::Path::new("w.toml")).expect("valid");
+        let ids = crate::guard::Ids {
+            root: false,
+            uids: [nix::unistd::Uid::from_raw(1000); 2],
+            gids: [nix::unistd::Gid::from_raw(1000); 2],
+        };
+        let warnings = switch_warnings_for(&config, ids);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .starts_with("worker \"a\": switching to user \"0\" (uid 0, gid 0) needs root")
+                && warnings[0].ends_with("; its child cannot start on this node"),
+            "{}",
+            warnings[0]
+        );
+        assert!(warnings[1].starts_with("worker \"c\": "));
+        let root = crate::guard::Ids { root: true, ..ids };
+        assert!(switch_warnings_for(&config, root).is_empty());
     }
 
     #[test]

@@ -282,14 +282,16 @@ pub enum SessionError {
     Tls(String),
 }
 
-/// The TLS options of `[zookeeper] tls`, from its files as they are now.
+/// The TLS options of `[zookeeper] tls`, from its files as they are now. Each must be a regular file
+/// of at most 16 MiB ([`crate::files::read_regular`]). It can block only on a hung file system: the
+/// daemon calls it off its event loop.
 ///
 /// # Errors
 /// A one-line message naming the file that cannot be read or holds no usable certificate or key. It
 /// never quotes a file's content, nor the parser's view of it.
 pub fn tls_options(tls: &TlsConfig) -> Result<zk::TlsOptions, String> {
     let read = |what: &str, path: &std::path::Path| {
-        let bytes = std::fs::read(path)
+        let (_, bytes) = crate::files::read_regular(path, crate::files::MAX_FILE_BYTES)
             .map_err(|e| format!("zookeeper tls {what} {}: {e}", path.display()))?;
         String::from_utf8(bytes)
             .map_err(|_| format!("zookeeper tls {what} {}: not a PEM file", path.display()))
@@ -432,7 +434,23 @@ async fn connect(
 ) -> Result<Option<(zk::Client, Stamp)>, SessionError> {
     let zk = &config.zookeeper;
     let tls = match &zk.tls {
-        Some(tls) => Some(tls_options(tls).map_err(SessionError::Tls)?),
+        Some(tls) => loop {
+            // Off the event loop that renews the lease, with a deadline: a file on a hung file
+            // system is waited for (and said so), not fatal, and never holds the loop.
+            let owned = tls.clone();
+            let deadline = crate::files::READ_DEADLINE;
+            match crate::files::off_loop(deadline, move || tls_options(&owned)).await {
+                Some(options) => break Some(options.map_err(SessionError::Tls)?),
+                None => tracing::error!(
+                    ca = %tls.ca.display(),
+                    "zookeeper tls: the files were not read within {deadline:?} (a hung file system?); trying again"
+                ),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(MAX_RECONNECT_DELAY) => {}
+                () = stop.cancelled() => return Ok(None),
+            }
+        },
         None => None,
     };
     let mut delay = Duration::from_millis(250);

@@ -21,7 +21,6 @@
 //! remaining grace periods into an immediate SIGKILL.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +45,9 @@ pub enum RunError {
     },
     #[error("{0}")]
     Credentials(String),
+    /// A file or name lookup the start needs did not answer in time: not the config's fault.
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 impl RunError {
@@ -110,12 +112,26 @@ pub async fn run(
     observe: impl FnOnce(Arc<Observer>),
 ) -> Result<(), RunError> {
     let path = config.path.clone();
-    let credentials = match &config.zookeeper.auth {
-        Some(auth) => Some(Arc::new(
-            config::read_credentials(auth).map_err(RunError::Credentials)?,
-        )),
-        None => None,
+    // The credentials file, and the user lookups of the warnings (NSS: LDAP or SSSD can block), off
+    // the event loop and under a deadline, like every file the daemon reads.
+    let start = {
+        let (auth, config) = (config.zookeeper.auth.clone(), config.clone());
+        crate::files::off_loop(crate::files::READ_DEADLINE, move || {
+            let credentials = auth.as_ref().map(config::read_credentials).transpose();
+            (credentials, crate::process::user_switch_warnings(&config))
+        })
+        .await
     };
+    let Some((credentials, warnings)) = start else {
+        return Err(RunError::Unreadable(format!(
+            "the credentials file and the workers' users could not be read within {:?} (a hung file system or name service?)",
+            crate::files::READ_DEADLINE
+        )));
+    };
+    let credentials = credentials.map_err(RunError::Credentials)?.map(Arc::new);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     // Ready before any election is won.
     crate::spawner::prepare().await;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
@@ -179,13 +195,21 @@ pub async fn run(
     tokio::spawn(crate::systemd::report(observer.clone(), background.clone()));
     observe(observer.clone());
 
+    // A reload in progress: the file is read and parsed on a thread of its own, never on this loop
+    // (whose runtime renews the lease). SIGHUPs meanwhile are kept (one permit) for after it.
+    let mut loading: Option<Loading> = None;
     let fatal = loop {
         tokio::select! {
             () = control.shutdown.cancelled() => break None,
             r = &mut session_task => break Some(r),
-            () = control.reload.notified() => {
+            () = control.reload.notified(), if loading.is_none() => {
+                tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+                loading = Some(load_off_loop(path.clone()));
+            }
+            loaded = async { loading.as_mut().expect("a reload in progress").await }, if loading.is_some() => {
+                loading = None;
                 let current = config_tx.borrow().clone();
-                if let Some(new) = set.reload(&path, &current) {
+                if let Some(new) = set.reload(loaded, &current) {
                     crate::limits::fit(new.workers.len());
                     config_tx.send_replace(Arc::new(new));
                 }
@@ -225,6 +249,29 @@ pub async fn run(
         Ok(Err(e)) => Err(e.into()),
         Err(join) => std::panic::resume_unwind(join.into_panic()),
     }
+}
+
+/// A config file read for a reload, with the warnings about its workers' users.
+type Loaded = (Result<Config, config::ConfigError>, Vec<String>);
+
+/// A reload's read: `None` if it did not finish within [`crate::files::READ_DEADLINE`].
+type Loading = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Loaded>> + Send>>;
+
+/// Reads and validates the file at `path` for a reload, on a thread of its own: a FIFO or a device is
+/// refused at once, a regular file is read up to 16 MiB, and a read that hangs (a dead network file
+/// system) is abandoned after [`crate::files::READ_DEADLINE`].
+fn load_off_loop(path: std::path::PathBuf) -> Loading {
+    Box::pin(crate::files::off_loop(
+        crate::files::READ_DEADLINE,
+        move || {
+            let loaded = config::load(&path);
+            let warnings = loaded
+                .as_ref()
+                .map(crate::process::user_switch_warnings)
+                .unwrap_or_default();
+            (loaded, warnings)
+        },
+    ))
 }
 
 /// Waits until the client library has closed the session (the server answered its close), at most
@@ -314,11 +361,19 @@ impl WorkerSet {
         self.observer.changed.notify_waiters();
     }
 
-    /// Applies a new version of the file at `path`; returns the config now in force, or `None` if the
-    /// file is invalid (nothing changed).
-    fn reload(&mut self, path: &Path, current: &Config) -> Option<Config> {
-        tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
-        let mut new = match config::load(path) {
+    /// Applies a new version of the file, as read by [`load_off_loop`] (`None`: not within its
+    /// deadline); returns the config now in force, or `None` if the file could not be read or is
+    /// invalid (nothing changed).
+    fn reload(&mut self, loaded: Option<Loaded>, current: &Config) -> Option<Config> {
+        let Some((loaded, warnings)) = loaded else {
+            tracing::error!(
+                config = %current.path.display(),
+                "reload: the config could not be read within {:?} (a hung file system?); nothing changed",
+                crate::files::READ_DEADLINE
+            );
+            return None;
+        };
+        let mut new = match loaded {
             Ok(new) => new,
             Err(e) => {
                 for line in e.to_string().lines() {
@@ -337,11 +392,15 @@ impl WorkerSet {
                 return None;
             }
         }
-        if new.zookeeper != current.zookeeper
-            || new.node != current.node
-            || new.metrics != current.metrics
-        {
-            tracing::warn!("reload: changes to [zookeeper], [node] and [metrics] take effect at the next restart");
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
+        let changed = config::restart_keys_changed(current, &new);
+        if !changed.is_empty() {
+            tracing::warn!(
+                "reload: {} changed; changes to [zookeeper], [node] and [metrics] take effect at the next restart",
+                changed.join(", ")
+            );
             new.zookeeper = current.zookeeper.clone();
             new.node = current.node.clone();
             new.metrics = current.metrics.clone();
@@ -501,6 +560,7 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// Worker `name` defined as version `v` (its command differs from one version to the next).
     fn worker(name: &str, v: u32) -> WorkerConfig {

@@ -316,15 +316,14 @@ impl<'a> Election<'a> {
 
     /// Leaves the child `name` out of the order from now on; the first time, says so.
     fn ignore(&self, name: String, why: NotACandidate) {
-        let mut ignored = lock(&self.ignored);
-        if !ignored.contains_key(&name) {
+        if let std::collections::hash_map::Entry::Vacant(entry) = lock(&self.ignored).entry(name) {
             tracing::warn!(
                 election = %self.dir,
-                znode = %format!("{}/{name}", self.dir),
+                znode = %format!("{}/{}", self.dir, entry.key()),
                 why = why.as_str(),
                 "ignoring a znode in the election: it is not a candidate (delete it if nothing of yours needs it)"
             );
-            ignored.insert(name, why);
+            entry.insert(why);
         }
     }
 

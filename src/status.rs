@@ -384,7 +384,8 @@ fn why_not_running(
         return if ignored.is_empty() {
             "no candidate: no node that has it in its config is connected".to_owned()
         } else {
-            "no candidate (the znodes of its election path are not candidates: see ignored)".to_owned()
+            "no candidate (the znodes of its election path are not candidates: see ignored)"
+                .to_owned()
         };
     };
     let Some(data) = first.ours() else {
@@ -397,15 +398,15 @@ fn why_not_running(
     let node = data["node"].as_str().unwrap_or("?");
     let failures = match history.failures {
         0 => String::new(),
-        1 => " (1 failure in a row)".to_owned(),
-        n => format!(" ({n} failures in a row)"),
+        1 => "; 1 failure in a row".to_owned(),
+        n => format!("; {n} failures in a row"),
     };
     if stopping {
         return format!("leader {node} is stopping it");
     }
     if let Some(e) = &history.start_error {
         return format!(
-            "leader {node} cannot start it: {} (at {}){failures}",
+            "leader {node} cannot start it: {} (at {}{failures})",
             e.error,
             rfc3339(e.at)
         );
@@ -415,7 +416,7 @@ fn why_not_running(
     }
     if let Some(e) = &history.last_exit {
         return format!(
-            "leader {node} restarts it after a delay: it ended with {} at {} after {:?}{failures}",
+            "leader {node} restarts it after a delay: it ended with {} (at {}, after {:?}{failures})",
             e.exit(),
             rfc3339(e.at),
             Duration::from_millis(e.ran_ms)
@@ -578,6 +579,132 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_388_462_345), "2026-11-22T23:01:02.345Z");
+    }
+
+    fn read(znode: &str, session: i64, json: &str) -> Read {
+        Read {
+            znode: znode.to_owned(),
+            sequence: sequence_of(znode).expect("a candidate's name"),
+            session,
+            json: serde_json::from_str(json).ok(),
+        }
+    }
+
+    fn why(candidates: Vec<Read>, ignored: Vec<(String, NotACandidate)>) -> WorkerStatus {
+        election("w".into(), "/r/w".into(), true, candidates, ignored)
+    }
+
+    #[test]
+    fn why_a_worker_does_not_run() {
+        let none = why(vec![], vec![]);
+        assert!(!none.running);
+        assert!(none
+            .why_not_running
+            .as_deref()
+            .unwrap()
+            .starts_with("no candidate:"));
+        let only_foreign = why(vec![], vec![("lock".into(), NotACandidate::Name)]);
+        assert!(only_foreign
+            .why_not_running
+            .unwrap()
+            .contains("see ignored"));
+
+        let start_error = r#"{"node": "a", "running": false, "failures": 2,
+            "start_error": {"error": "spawn /x: No such file or directory", "at": 1000}}"#;
+        let w = why(vec![read("_c_m-n_0000000001", 7, start_error)], vec![]);
+        assert_eq!(
+            w.why_not_running.as_deref(),
+            Some("leader a cannot start it: spawn /x: No such file or directory (at 1970-01-01T00:00:01.000Z; 2 failures in a row)")
+        );
+        assert_eq!(w.failures, 2);
+        assert_eq!(
+            w.start_error.unwrap().at.as_deref(),
+            Some("1970-01-01T00:00:01.000Z")
+        );
+
+        let exited = r#"{"node": "a", "running": false, "failures": 1,
+            "last_exit": {"code": null, "signal": 9, "at": 2000, "ran_ms": 1500}}"#;
+        let w = why(vec![read("_c_m-n_0000000001", 7, exited)], vec![]);
+        let text = w.why_not_running.unwrap();
+        assert!(
+            text.contains("restarts it after a delay")
+                && text.contains("signal 9 (SIGKILL)")
+                && text.contains("1.5s")
+                && text.contains("1 failure in a row"),
+            "{text}"
+        );
+        assert_eq!(w.last_exit.unwrap().signal, Some(9));
+
+        let new_leader = why(
+            vec![read("_c_m-n_0000000001", 7, r#"{"node": "a"}"#)],
+            vec![],
+        );
+        assert_eq!(
+            new_leader.why_not_running.as_deref(),
+            Some("leader a has not started it yet")
+        );
+
+        let stopping = r#"{"node": "a", "running": false, "stopping": true, "child_pid": 5}"#;
+        let w = why(vec![read("_c_m-n_0000000001", 7, stopping)], vec![]);
+        assert_eq!(
+            w.why_not_running.as_deref(),
+            Some("leader a is stopping it")
+        );
+        assert_eq!(w.child_pid, Some(5));
+
+        let foreign = why(vec![read("_c_m-n_0000000001", 0x1f, "garbage")], vec![]);
+        let text = foreign.why_not_running.unwrap();
+        assert!(
+            text.contains("_c_m-n_0000000001") && text.contains("0x1f"),
+            "{text}"
+        );
+        let leader = foreign.leader.unwrap();
+        assert_eq!(leader.node, None);
+        assert_eq!(leader.note.as_deref(), Some(FOREIGN_DATA));
+
+        let running = r#"{"node": "a", "running": true, "child_pid": 5, "failures": 0,
+            "last_exit": {"code": 3, "at": 2000, "ran_ms": 20}}"#;
+        let w = why(vec![read("_c_m-n_0000000001", 7, running)], vec![]);
+        assert!(w.running && w.why_not_running.is_none());
+        assert!(notes(&w)[0].starts_with("w: last exit: exit code 3 at 1970-01-01T00:00:02.000Z"));
+        assert!(not_running(&[w]).is_empty());
+    }
+
+    #[test]
+    fn a_node_id_held_by_two_sessions_is_flagged() {
+        let a = r#"{"node": "a"}"#;
+        let w = why(
+            vec![
+                read("_c_m-n_0000000001", 7, a),
+                read("_c_n-n_0000000002", 7, a),
+                read("_c_o-n_0000000003", 8, r#"{"node": "b"}"#),
+            ],
+            vec![],
+        );
+        assert!(
+            w.duplicate_nodes.is_empty(),
+            "one session's two candidates are not two daemons"
+        );
+        let w = why(
+            vec![
+                read("_c_m-n_0000000001", 7, a),
+                read("_c_n-n_0000000002", 9, a),
+            ],
+            vec![],
+        );
+        assert_eq!(w.duplicate_nodes, ["a"]);
+        assert!(notes(&w)
+            .iter()
+            .any(|l| l.contains("node id \"a\" has live candidates of two sessions")));
+    }
+
+    #[test]
+    fn only_workers_of_the_config_count_for_the_exit_code() {
+        let mut w = why(vec![], vec![]);
+        assert_eq!(not_running(std::slice::from_ref(&w)), ["w"]);
+        w.in_config = false;
+        assert!(not_running(std::slice::from_ref(&w)).is_empty());
+        assert!(notes(&w)[0].contains("not in this config"));
     }
 
     #[test]

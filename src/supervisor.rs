@@ -425,8 +425,14 @@ impl WorkerSet {
         }
         for name in plan.removed.iter().chain(&plan.changed) {
             if let Some(running) = self.running.get(name) {
-                let why = if plan.removed.contains(name) { "removed" } else { "changed" };
-                if let Some(shared) = lock(&self.observer.workers).get(name) { shared.stop_because(why); }
+                let why = if plan.removed.contains(name) {
+                    "removed"
+                } else {
+                    "changed"
+                };
+                if let Some(shared) = lock(&self.observer.workers).get(name) {
+                    shared.stop_because(why);
+                }
                 running.cancel.cancel();
             }
         }

@@ -989,3 +989,48 @@ enum Supervised {
     LeaseLapsed,
     Led(Led),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_history_reads_back_and_stays_small() {
+        let history = History {
+            last_exit: Some(LastExit {
+                exit: Exit::Signal(9),
+                at_ms: 1_000,
+                ran: Duration::from_millis(1_500),
+            }),
+            start_error: Some(StartError {
+                error: "é".repeat(MAX_PUBLISHED_ERROR),
+                at_ms: 2_000,
+            }),
+            failures: 3,
+        };
+        let published = PublishedHistory::from(&history);
+        let json = serde_json::to_string(&published).expect("serializes");
+        let back: PublishedHistory = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back, published);
+        let exit = back.last_exit.expect("an exit");
+        assert_eq!(
+            (exit.code, exit.signal, exit.ran_ms),
+            (None, Some(9), 1_500)
+        );
+        assert_eq!(exit.exit(), Exit::Signal(9));
+        let error = back.start_error.expect("an error").error;
+        assert!(error.len() <= MAX_PUBLISHED_ERROR + '…'.len_utf8() && error.ends_with('…'));
+        // A candidate of an older version, or one that never led: empty.
+        let old: PublishedHistory =
+            serde_json::from_str(r#"{"node": "a", "running": true}"#).expect("reads");
+        assert_eq!(old, PublishedHistory::default());
+    }
+
+    #[test]
+    fn a_stop_says_why_it_was_asked_for() {
+        let shared = Shared::new();
+        assert_eq!(shared.stop_reason(), "shutdown");
+        shared.stop_because("removed");
+        assert_eq!(shared.stop_reason(), "removed");
+    }
+}

@@ -52,7 +52,10 @@ async fn create_persistent(client: &zk::Client, path: &str, data: &[u8]) {
     let (parent, _) = path.rsplit_once('/').expect("an absolute path");
     if !parent.is_empty() {
         client
-            .mkdir(parent, &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))
+            .mkdir(
+                parent,
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
             .await
             .expect("create the parents");
     }
@@ -162,7 +165,10 @@ fn a_chroot_deleted_later_is_logged_once_and_the_workers_wait_for_it_quietly() {
     for w in ["w1", "w2", "w3"] {
         witness.wait_none_live(w, Duration::from_secs(10));
     }
-    a.wait_log("the chroot of [zookeeper] connect does not exist", Duration::from_secs(10));
+    a.wait_log(
+        "the chroot of [zookeeper] connect does not exist",
+        Duration::from_secs(10),
+    );
     // Nothing must repeat while it is missing.
     std::thread::sleep(Duration::from_secs(2));
     let log = a.log();
@@ -225,6 +231,7 @@ fn a_persistent_znode_named_like_a_candidate_never_blocks_the_election() {
     let b = Supervisor::start(&toml, "b");
     b.wait_log("joined the election", Duration::from_secs(20));
     let (code, table, _) = status_of(&a.config_path(), false);
+    println!("{table}");
     assert_eq!(code, 0, "{table}");
     assert!(
         table.contains("_c_x-n_0000000000") && table.contains(&middle),
@@ -237,9 +244,9 @@ fn a_persistent_znode_named_like_a_candidate_never_blocks_the_election() {
         .clone();
     assert_eq!(ignored.len(), 2, "{json}");
     assert!(
-        ignored
-            .iter()
-            .all(|i| i["reason"].as_str().is_some_and(|r| r.contains("not ephemeral"))),
+        ignored.iter().all(|i| i["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not ephemeral"))),
         "{json}"
     );
     assert_eq!(worker_of(&json, "w")["waiting"][0]["node"], "b", "{json}");
@@ -247,4 +254,226 @@ fn a_persistent_znode_named_like_a_candidate_never_blocks_the_election() {
     drop(a);
     witness.wait_live("w", Some("b"), Duration::from_secs(20));
     b.wait_log(&middle, Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Item 6: `status` answers "why is it not running?"
+
+/// Writes `toml` as a config file of its own (for `status` only) into `dir`.
+fn write_config(dir: &TempDir, file: &str, toml: &str) -> std::path::PathBuf {
+    let path = dir.path().join(file);
+    std::fs::write(&path, toml).expect("write a config");
+    path
+}
+
+#[test]
+fn status_says_why_a_worker_runs_nowhere_and_exits_3_until_every_one_runs() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("why");
+    let failing = |w: WorkerSpec| {
+        w.handoff_after(0)
+            .restart_delay("200ms")
+            .extra("max_restart_delay = \"400ms\"")
+    };
+    let workers = [
+        WorkerSpec::new("steady", witness.command()),
+        failing(WorkerSpec::new(
+            "missing",
+            vec!["/nonexistent/zk-supervise-truth".into()],
+        )),
+        failing(WorkerSpec::new(
+            "quits",
+            vec!["/bin/sh".into(), "-c".into(), "exit 3".into()],
+        )),
+    ];
+    let a = Supervisor::start(&config(&zk.connect_string(), &root, S, &workers), "a");
+    witness.wait_live("steady", Some("a"), Duration::from_secs(20));
+    let failures = |json: &serde_json::Value, w: &str| worker_of(json, w)["failures"].as_u64();
+    wait_until(
+        Duration::from_secs(20),
+        "status to show two failures in a row of each failing worker",
+        || {
+            let (_, json) = status_json(&a.config_path());
+            failures(&json, "missing") >= Some(2) && failures(&json, "quits") >= Some(2)
+        },
+    );
+    let (code, json) = status_json(&a.config_path());
+    assert_eq!(code, EXIT_NOT_RUNNING, "{json}");
+    let missing = worker_of(&json, "missing");
+    assert_eq!(missing["running"], false, "{json}");
+    assert_eq!(missing["leader"]["node"], "a", "{json}");
+    assert!(
+        missing["start_error"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/nonexistent/zk-supervise-truth")),
+        "{json}"
+    );
+    assert!(
+        missing["why_not_running"]
+            .as_str()
+            .is_some_and(|w| w.contains("leader a cannot start it")),
+        "{json}"
+    );
+    let quits = worker_of(&json, "quits");
+    assert_eq!(quits["last_exit"]["code"], 3, "{json}");
+    assert_eq!(quits["last_exit"]["text"], "exit code 3", "{json}");
+    assert!(
+        quits["last_exit"]["at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{json}"
+    );
+    assert!(quits["failures"].as_u64() >= Some(2), "{json}");
+    assert_eq!(worker_of(&json, "steady")["running"], true, "{json}");
+    assert_eq!(worker_of(&json, "steady")["in_config"], true, "{json}");
+    let (code, table, _) = status_of(&a.config_path(), false);
+    println!("{table}");
+    assert_eq!(code, EXIT_NOT_RUNNING, "{table}");
+    assert!(
+        table.contains("missing: not running: leader a cannot start it")
+            && table.contains("/nonexistent/zk-supervise-truth")
+            && table.contains("quits: ")
+            && table.contains("exit code 3"),
+        "{table}"
+    );
+
+    // A config with only the running worker: the other elections are listed, marked, and do not count.
+    let dir = TempDir::new("truth-why");
+    let only_steady = write_config(
+        &dir,
+        "steady.toml",
+        &config(&zk.connect_string(), &root, S, &workers[..1]),
+    );
+    let (code, json) = status_json(&only_steady);
+    assert_eq!(code, 0, "every worker of this config runs: {json}");
+    let names: Vec<&str> = json["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter_map(|w| w["name"].as_str())
+        .collect();
+    assert_eq!(names, ["steady", "missing", "quits"], "{json}");
+    assert_eq!(worker_of(&json, "missing")["in_config"], false, "{json}");
+    let (code, table, _) = status_of(&only_steady, false);
+    assert_eq!(code, 0, "{table}");
+    assert!(table.contains("missing: not in this config"), "{table}");
+
+    // A worker no node has: no candidate.
+    let nobody = write_config(
+        &dir,
+        "nobody.toml",
+        &config(
+            &zk.connect_string(),
+            &root,
+            S,
+            &[
+                workers[0].clone(),
+                WorkerSpec::new("nobody", vec!["/bin/true".into()]),
+            ],
+        ),
+    );
+    let (code, json) = status_json(&nobody);
+    assert_eq!(code, EXIT_NOT_RUNNING, "{json}");
+    assert!(
+        worker_of(&json, "nobody")["why_not_running"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("no candidate")),
+        "{json}"
+    );
+}
+
+#[test]
+fn status_flags_two_daemons_with_one_node_id() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("dup-id");
+    let toml = config(
+        &zk.connect_string(),
+        &root,
+        S,
+        &[WorkerSpec::new("w", witness.command())],
+    );
+    let first = Supervisor::start(&toml, "a");
+    witness.wait_live("w", Some("a"), Duration::from_secs(20));
+    let second = Supervisor::start(&toml, "a");
+    second.wait_log("joined the election", Duration::from_secs(20));
+    let (code, json) = status_json(&first.config_path());
+    assert_eq!(code, 0, "it runs: {json}");
+    assert_eq!(
+        worker_of(&json, "w")["duplicate_nodes"],
+        serde_json::json!(["a"]),
+        "{json}"
+    );
+    let (_, table, _) = status_of(&first.config_path(), false);
+    assert!(
+        table.contains("node id \"a\" has live candidates of two sessions"),
+        "{table}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Item 7 (parts): why a child is stopped, and when its grace period runs out
+
+/// The log lines of `worker` that contain `what`.
+fn lines_of<'l>(log: &'l str, worker: &str, what: &str) -> Vec<&'l str> {
+    let field = format!("worker=\"{worker}\"");
+    log.lines()
+        .filter(|l| l.contains(&field) && l.contains(what))
+        .collect()
+}
+
+#[test]
+fn a_reload_says_removed_or_changed_and_a_grace_period_that_runs_out_says_killing() {
+    let zk = shared_server();
+    let witness = Witness::new();
+    let root = unique_root("why-stop");
+    let keep = WorkerSpec::new("keep", witness.command());
+    let changed = WorkerSpec::new("changed", witness.command());
+    let workers = [
+        keep.clone(),
+        WorkerSpec::new("gone", witness.command()),
+        changed.clone(),
+        WorkerSpec::new("stubborn", witness.command_with("trap '' TERM")).grace_period("500ms"),
+    ];
+    let a = Supervisor::start(&config(&zk.connect_string(), &root, S, &workers), "a");
+    for w in ["keep", "gone", "changed", "stubborn"] {
+        witness.wait_live(w, Some("a"), Duration::from_secs(20));
+    }
+    let next = [keep, changed.extra("env = { VERSION = \"2\" }")];
+    a.write_config(&config(&zk.connect_string(), &root, S, &next));
+    a.signal(nix::sys::signal::Signal::SIGHUP);
+    a.wait_log("grace period over: killing", Duration::from_secs(10));
+    witness.wait_count("changed", 2, Duration::from_secs(20));
+    witness.wait_none_live("gone", Duration::from_secs(10));
+    witness.wait_none_live("stubborn", Duration::from_secs(10));
+    let log = a.log();
+    let stopping = |w: &str| lines_of(&log, w, " stopping ");
+    assert!(
+        stopping("gone")
+            .iter()
+            .any(|l| l.contains("why=\"removed\"")),
+        "{log}"
+    );
+    assert!(
+        stopping("stubborn")
+            .iter()
+            .any(|l| l.contains("why=\"removed\"")),
+        "{log}"
+    );
+    assert!(
+        stopping("changed")
+            .iter()
+            .any(|l| l.contains("why=\"changed\"")),
+        "{log}"
+    );
+    assert!(!log.contains("why=\"shutdown\""), "{log}");
+    let killing = lines_of(&log, "stubborn", "grace period over: killing");
+    assert_eq!(killing.len(), 1, "{log}");
+    assert!(
+        killing[0].contains("grace=500ms") && killing[0].contains("pid="),
+        "{log}"
+    );
+    // A child that stops within its grace period is not said to be killed.
+    assert!(lines_of(&log, "gone", "killing").is_empty(), "{log}");
 }

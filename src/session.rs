@@ -125,8 +125,8 @@ impl Session {
 
     /// Waits, without polling, until the chroot exists again: a worker whose election found it
     /// missing calls this instead of retrying. Logs the first time in the session
-    /// ([`Session::chroot_missing`]). One worker at a time holds an `exists` watch on it; the others
-    /// wait for that one, then look once each.
+    /// ([`Session::chroot_missing`]), and once when it is back. One worker at a time holds an
+    /// `exists` watch on it; the others wait for that one, then look once each.
     ///
     /// # Errors
     /// A failed look ([`zk::Error::ConnectionLoss`]...), or the end of the session
@@ -140,11 +140,19 @@ impl Session {
             turn = self.chroot_watcher.lock() => turn,
             () = self.ended() => return Err(zk::Error::SessionExpired),
         };
+        let mut waited = false;
         loop {
             let (stat, watch) = self.call(|c| c.check_and_watch_stat("/")).await?;
             if stat.is_some() {
+                if waited {
+                    // Said once, by the worker that watched; a later loss is logged again.
+                    tracing::info!(chroot = %self.chroot, "the chroot exists again: joining the elections");
+                    self.chroot_missing_logged
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                }
                 return Ok(());
             }
+            waited = true;
             tokio::select! {
                 _ = watch.changed() => {}
                 () = self.ended() => return Err(zk::Error::SessionExpired),

@@ -570,8 +570,9 @@ impl Job {
                             };
                             if let Err(e) = waited {
                                 tracing::debug!(worker = self.name(), error = %e, "cannot watch for the chroot; retrying");
-                                self.pause(session, RETRY_PAUSE).await;
                             }
+                            // Also when it was there at once (a race with its creation): never spin.
+                            self.pause(session, RETRY_PAUSE).await;
                             continue;
                         }
                         Err(e) => {

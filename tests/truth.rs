@@ -186,6 +186,7 @@ fn a_chroot_deleted_later_is_logged_once_and_the_workers_wait_for_it_quietly() {
     for w in ["w1", "w2", "w3"] {
         witness.wait_live(w, Some("a"), Duration::from_secs(20));
     }
+    assert_eq!(count(&a.log(), "the chroot exists again"), 1, "{}", a.log());
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -216,6 +216,11 @@ fn a_persistent_znode_named_like_a_candidate_never_blocks_the_election() {
         log.contains(&foreign) && log.contains("not ephemeral"),
         "{log}"
     );
+    assert_eq!(
+        count(&log, "ignoring a znode in the election"),
+        1,
+        "once: {log}"
+    );
     // One in the middle of the queue: a is first, the foreign znode second, b third.
     let middle = block_on(async {
         let client = zk_client(&zk.connect_string()).await;

@@ -16,7 +16,9 @@
 //! the child is signalled, and the stop waits for the server's answer, so `status` never shows as
 //! running a child that is being stopped or is gone. With every state it publishes the worker's
 //! [`History`] on this node ([`PublishedHistory`]: the last exit, the last failed start, consecutive
-//! failures), so that `status` can say why a leader does not run its worker. While ZooKeeper cannot be reached, the wait lasts
+//! failures), so that `status` can say why a leader does not run its worker.
+//!
+//! While ZooKeeper cannot be reached, the wait for the answer to `stopping` lasts
 //! as long as the lease still covers the grace period: past that the guard stops the child by itself,
 //! and the data stays stale until the link comes back or the session expires (the candidate goes with
 //! it): from the stop point `K - grace_period` to an expiry no later than `S` (plus the server's tick)

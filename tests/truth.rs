@@ -131,6 +131,13 @@ fn a_missing_chroot_is_named_and_the_daemon_exits_78_at_once() {
         let client = zk_client(&zk.connect_string()).await;
         assert_eq!(client.check_stat(&chroot).await.expect("exists"), None);
     });
+    // `status` names it too.
+    let (code, _, err) = status_of(&a.config_path(), false);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains(&format!("the chroot {chroot} does not exist")),
+        "{err}"
+    );
     // `check` does not touch ZooKeeper: it still passes.
     let out = run_cli(
         &["check", a.config_path().to_str().expect("UTF-8")],

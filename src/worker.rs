@@ -945,17 +945,20 @@ impl Job {
     async fn stop(&self, child: &mut Child, why: &str) -> Ended {
         self.set(State::Stopping);
         tracing::info!(worker = self.name(), pid = child.pid(), why, "stopping");
+        let asked = tokio::time::Instant::now();
         child.stop().await;
         let grace = self.worker.grace_period;
         let over = tokio::time::sleep(grace);
         tokio::pin!(over);
         let (mut said, mut killed) = (false, false);
+        let pid = child.pid();
+        let say = || tracing::warn!(worker = self.name(), pid, grace = ?grace, "grace period over: killing");
         let ended = loop {
             tokio::select! {
                 ended = child.wait() => break ended,
                 () = &mut over, if !said && !killed => {
                     said = true;
-                    tracing::warn!(worker = self.name(), pid = child.pid(), grace = ?grace, "grace period over: killing");
+                    say();
                 }
                 () = self.kill.cancelled(), if !killed => {
                     killed = true;
@@ -963,6 +966,14 @@ impl Job {
                 }
             }
         };
+        // The guard's SIGKILL at the end of the grace period (its timer starts when it reads the stop,
+        // after ours) can still be reported before our timer fires.
+        let guard_killed = ended.exit == Exit::Signal(nix::sys::signal::Signal::SIGKILL as i32)
+            && ended.cause == Cause::Stop
+            && asked.elapsed() >= grace;
+        if guard_killed && !said && !killed {
+            say();
+        }
         tracing::info!(worker = self.name(), exit = %ended.exit, "stopped");
         ended
     }

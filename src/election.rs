@@ -33,7 +33,22 @@
 //!   outlives the worker task, so neither a cancelled task nor a reload can strand one. The worker
 //!   task of the same name may join again meanwhile: the marker lookup skips what the reaper owns.
 //! * **A vanished election path** (an operator deleted it while nobody led) is "our candidate is
-//!   gone": the worker joins again, which creates the path.
+//!   gone": the worker joins again, which creates the path. A vanished *chroot* cannot be created
+//!   that way ([`ElectionError::NoChroot`]): the worker waits for it to come back
+//!   ([`Session::wait_for_chroot`]).
+//! * **Only candidates count.** A candidate is an ephemeral znode named `_c_<marker>-n_<10+ digits>`.
+//!   Anything else in an election path — a znode named otherwise, or a persistent one named like a
+//!   candidate (a restored snapshot, a copy tool, a hand-made node) — is left out of the order, with a
+//!   warning once per election naming it and why ([`NotACandidate`]); `status` shows it too. Names are
+//!   checked at every listing; persistence is seen when the znode is a predecessor: its deletion
+//!   watch (`getChildren2`) returns its stat, `ephemeralOwner` 0 for a persistent znode, at no extra
+//!   cost. Left in, such a znode would block the election for good: no session holds it, so it never
+//!   goes. *Why this cannot make two leaders:* every real candidate, of any version of the daemon,
+//!   is ephemeral and named this way, so every node counts every real candidate, and the one with
+//!   the lowest sequence number is the same for all; leaving out what is not a candidate only lets
+//!   the real first one lead (a node of an older version that still counts it waits behind it: fewer
+//!   leaders, never more). An ephemeral znode with our naming counts whatever its data: some live
+//!   session holds it, and it goes with that session.
 //!
 //! # The lease
 //!
@@ -84,9 +99,33 @@ pub enum ElectionError {
     /// Our candidate is gone or is not ours: rejoin at the back.
     #[error("candidate {0} is gone")]
     CandidateGone(String),
+    /// The chroot of the connect string does not exist: nothing can be created under it, and it is
+    /// not ours to create. Wait for it ([`Session::wait_for_chroot`]).
+    #[error("the chroot does not exist")]
+    NoChroot,
     /// Any other failure (connection loss...): retry after a pause.
     #[error("zookeeper: {0}")]
     Zk(zk::Error),
+}
+
+/// Why a child of an election path is not counted as a candidate (see "Only candidates count").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotACandidate {
+    /// Its name is not `_c_<marker>-n_<10+ digits>`.
+    Name,
+    /// It is persistent (`ephemeralOwner` 0): no session holds it, so it would never go.
+    Persistent,
+}
+
+impl NotACandidate {
+    /// Why, in words, for the log and `status`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotACandidate::Name => "not named like a candidate (_c_<marker>-n_<sequence>)",
+            NotACandidate::Persistent => "not ephemeral: no session holds it, so it would never go",
+        }
+    }
 }
 
 impl From<zk::Error> for ElectionError {
@@ -132,6 +171,9 @@ pub struct Election<'a> {
     reaper: &'a Arc<Reaper>,
     dir: String,
     data: Vec<u8>,
+    /// The children of the election path left out of the order, by name, and why (each was logged
+    /// once).
+    ignored: Mutex<HashMap<String, NotACandidate>>,
 }
 
 impl<'a> Election<'a> {
@@ -149,6 +191,7 @@ impl<'a> Election<'a> {
             reaper,
             dir,
             data,
+            ignored: Mutex::new(HashMap::new()),
         }
     }
 
@@ -190,9 +233,13 @@ impl<'a> Election<'a> {
                     // No election path yet (a new worker or a new root): make it, with its parents, and
                     // create again. (Creating first saves a request per worker in the common case.)
                     let persistent = zk::CreateMode::Persistent.with_acls(self.session.acls());
-                    self.session
-                        .call(|c| c.mkdir(&self.dir, &persistent))
-                        .await?;
+                    match self.session.call(|c| c.mkdir(&self.dir, &persistent)).await {
+                        Ok(()) => {}
+                        // The library answers so only when the first level cannot be created: the
+                        // chroot is missing.
+                        Err(zk::Error::NoNode) => return Err(ElectionError::NoChroot),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 Err(e) if ends_session(&e) => return Err(ElectionError::SessionEnded),
                 Err(e) if is_answer(&e) => return Err(e.into()),
@@ -247,9 +294,37 @@ impl<'a> Election<'a> {
 
     /// The candidates in queue order: `(name, sequence)`, sorted by sequence.
     async fn list(&self) -> Result<Vec<(String, i64)>, ElectionError> {
-        Ok(in_order(
-            self.session.call(|c| c.list_children(&self.dir)).await?,
-        ))
+        let children = self.session.call(|c| c.list_children(&self.dir)).await?;
+        Ok(self.in_order(children))
+    }
+
+    /// `children` in queue order, without what is not a candidate (see "Only candidates count").
+    fn in_order(&self, children: Vec<String>) -> Vec<(String, i64)> {
+        let mut ordered = Vec::with_capacity(children.len());
+        for name in children {
+            if let Some(sequence) = sequence_of(&name) {
+                if !lock(&self.ignored).contains_key(&name) {
+                    ordered.push((name, sequence));
+                }
+            } else {
+                self.ignore(name, NotACandidate::Name);
+            }
+        }
+        ordered.sort_by_key(|(_, s)| *s);
+        ordered
+    }
+
+    /// Leaves the child `name` out of the order from now on; the first time, says so.
+    fn ignore(&self, name: String, why: NotACandidate) {
+        if let std::collections::hash_map::Entry::Vacant(entry) = lock(&self.ignored).entry(name) {
+            tracing::warn!(
+                election = %self.dir,
+                znode = %format!("{}/{}", self.dir, entry.key()),
+                why = why.as_str(),
+                "ignoring a znode in the election: it is not a candidate (delete it if nothing of yours needs it)"
+            );
+            entry.insert(why);
+        }
     }
 
     /// Waits until `me` is the first candidate, and returns the confirmed leadership.
@@ -286,9 +361,11 @@ impl<'a> Election<'a> {
                 .await;
             let (children, own) = match looked {
                 Ok(found) => found,
-                // The election path is gone, and our candidate with it.
+                // The election path is gone, and our candidate with it (and whatever was ignored:
+                // names may come back, as candidates, in a new path).
                 Err(zk::Error::NoNode) => {
-                    return Err(ElectionError::CandidateGone(me.path.clone()))
+                    lock(&self.ignored).clear();
+                    return Err(ElectionError::CandidateGone(me.path.clone()));
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -296,7 +373,7 @@ impl<'a> Election<'a> {
             let Some((stat, watch)) = owned else {
                 return Err(ElectionError::CandidateGone(me.path.clone()));
             };
-            let ordered = in_order(children);
+            let ordered = self.in_order(children);
             self.delete_duplicates(me, &ordered);
             let Some(position) = ordered.iter().position(|(_, s)| *s == me.sequence) else {
                 return Err(ElectionError::CandidateGone(me.path.clone()));
@@ -308,23 +385,29 @@ impl<'a> Election<'a> {
                 });
             }
             drop(watch);
-            let predecessor = format!("{}/{}", self.dir, ordered[position - 1].0);
+            let name = &ordered[position - 1].0;
+            let predecessor = format!("{}/{name}", self.dir);
             on_position(position, &predecessor);
-            self.wait_gone(&predecessor).await?;
+            if !self.wait_gone(&predecessor).await? {
+                self.ignore(name.clone(), NotACandidate::Persistent);
+            }
         }
     }
 
     /// Waits until `predecessor` is gone, or something else happens that calls for a new look at the
-    /// queue (a connection event).
-    async fn wait_gone(&self, predecessor: &str) -> Result<(), ElectionError> {
+    /// queue (a connection event). Returns false at once if it is not ephemeral: not a candidate.
+    async fn wait_gone(&self, predecessor: &str) -> Result<bool, ElectionError> {
         loop {
-            let Some((_, watch)) = self
+            let Some((stat, watch)) = self
                 .session
                 .call(|c| watch_deletion(c, predecessor))
                 .await?
             else {
-                return Ok(()); // already gone
+                return Ok(true); // already gone
             };
+            if stat.ephemeral_owner == 0 {
+                return Ok(false);
+            }
             let event = tokio::select! {
                 event = watch.changed() => event,
                 () = self.session.ended() => return Err(ElectionError::SessionEnded),
@@ -335,7 +418,7 @@ impl<'a> Election<'a> {
                 }
                 // Children of an ephemeral znode: cannot happen; watch again.
                 zk::EventType::NodeChildrenChanged => {}
-                _ => return Ok(()),
+                _ => return Ok(true),
             }
         }
     }
@@ -556,24 +639,17 @@ async fn watch_deletion(
     }
 }
 
-/// Candidates as `(name, sequence)`, sorted by sequence; names without one are left out.
-fn in_order(children: Vec<String>) -> Vec<(String, i64)> {
-    let mut ordered: Vec<(String, i64)> = children
-        .into_iter()
-        .filter_map(|name| sequence_of(&name).map(|s| (name, s)))
-        .collect();
-    ordered.sort_by_key(|(_, s)| *s);
-    ordered
-}
-
-/// The sequence number of a candidate's name: its trailing digits (10, or 19 past `i32::MAX`).
+/// The sequence number of a candidate's name `_c_<marker>-n_<sequence>`: its trailing digits (10, or
+/// 19 past `i32::MAX`). `None` for any other name: not a candidate. The marker may be anything but
+/// empty (every version's is hexadecimal).
 #[must_use]
 pub fn sequence_of(name: &str) -> Option<i64> {
-    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    if digits < 10 {
+    let rest = name.strip_prefix("_c_")?;
+    let (marker, digits) = rest.rsplit_once("-n_")?;
+    if marker.is_empty() || digits.len() < 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    name[name.len() - digits..].parse().ok()
+    digits.parse().ok()
 }
 
 #[cfg(test)]
@@ -590,6 +666,25 @@ mod tests {
         );
         assert_eq!(sequence_of("lock"), None);
         assert_eq!(sequence_of("x-123"), None);
+    }
+
+    #[test]
+    fn only_our_naming_is_a_candidate() {
+        assert_eq!(sequence_of("_c_x-n_0000000000"), Some(0));
+        assert_eq!(sequence_of("_c_a-b-n_0000000005"), Some(5));
+        for name in [
+            "lock-0000000001",
+            "_c_-n_0000000001",
+            "_c_x-n_000000001",
+            "_c_x-n_00000000x1",
+            "c_x-n_0000000001",
+            "_c_x_0000000001",
+            "_c_x-n_0000000001 ",
+            "_c_x-n_",
+            "",
+        ] {
+            assert_eq!(sequence_of(name), None, "{name:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The command line: parses arguments, installs logging, loads the config, runs, maps the result to an
-//! exit code (SPEC §2: 0 clean, 1 fatal runtime error, 2 usage, 78 bad config).
+//! exit code (SPEC §2: 0 clean, 1 fatal runtime error, 2 usage, 78 bad config; and for `status`, 3
+//! when a worker of the config runs nowhere).
 //!
 //! `run` writes to stderr only through the log writer of [`logging`], which never blocks the event
 //! loop; its last error is printed after the log is written out.
@@ -20,7 +21,8 @@ const EXIT_CONFIG: u8 = 78;
 #[command(
     name = "zk-supervise",
     version,
-    about = "Runs background workers with high availability and without duplicates, elected through ZooKeeper"
+    about = "Runs background workers with high availability and without duplicates, elected through ZooKeeper",
+    after_help = "Exit codes: 0 success; 1 fatal runtime error (status: ZooKeeper unreachable); 2 usage; 3 status: a worker of the config runs nowhere; 78 bad config"
 )]
 struct Cli {
     /// Log format
@@ -42,7 +44,11 @@ enum Command {
         /// The workers file (TOML)
         config: PathBuf,
     },
-    /// Show, per worker, the leader, the candidates waiting behind it, and whether the child runs
+    /// Show, per election, the leader, the candidates waiting behind it, whether the child runs and
+    /// why not
+    ///
+    /// Exit codes: 0 every worker of the config runs somewhere; 3 a worker of the config runs nowhere
+    /// (so it serves as a health check); 1 ZooKeeper cannot be reached; 78 bad config.
     Status {
         /// The workers file (TOML)
         config: PathBuf,
@@ -145,14 +151,23 @@ fn status(cfg: &config::Config, json: bool) -> ExitCode {
             return ExitCode::from(EXIT_FATAL);
         }
     };
-    match runtime.block_on(zk_supervise::status::collect(cfg)) {
-        Ok(workers) if json => {
-            println!("{}", zk_supervise::status::to_json(&workers));
-            ExitCode::SUCCESS
-        }
+    use zk_supervise::status;
+    match runtime.block_on(status::collect(cfg)) {
         Ok(workers) => {
-            print!("{}", zk_supervise::status::to_table(&workers));
-            ExitCode::SUCCESS
+            if json {
+                println!("{}", status::to_json(&workers));
+            } else {
+                print!("{}", status::to_table(&workers));
+            }
+            if status::not_running(&workers).is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(status::EXIT_NOT_RUNNING)
+            }
+        }
+        Err(e) if e.is_config() => {
+            eprintln!("{}: {e}", cfg.path.display());
+            ExitCode::from(EXIT_CONFIG)
         }
         Err(e) => {
             eprintln!("zk-supervise: {e}");

@@ -55,6 +55,13 @@ pub struct Session {
     authenticated: bool,
     /// `[zookeeper] root`: where the lease's proof of life is written after a lapse.
     root: String,
+    /// The chroot of `[zookeeper] connect` ("" when none): every path of the session is under it.
+    chroot: String,
+    /// Whether this session has logged that the chroot is missing (once per session).
+    chroot_missing_logged: std::sync::atomic::AtomicBool,
+    /// One worker at a time watches for the chroot to come back; the others queue behind it and
+    /// then find it at once (see [`Session::wait_for_chroot`]).
+    chroot_watcher: tokio::sync::Mutex<()>,
 }
 
 /// With credentials: the authenticated identity may do anything, everyone else may only read (so
@@ -84,6 +91,72 @@ impl Session {
             ended: CancellationToken::new(),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             root: config.zookeeper.root.clone(),
+            chroot: crate::supervisor::split_chroot(&config.zookeeper.connect).0,
+            chroot_missing_logged: std::sync::atomic::AtomicBool::new(false),
+            chroot_watcher: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Whether the chroot of `[zookeeper] connect` exists (always, without one). One `exists` of "/"
+    /// under it.
+    ///
+    /// # Errors
+    /// The request's error.
+    pub async fn chroot_exists(&self) -> Result<bool, zk::Error> {
+        if self.chroot.is_empty() {
+            return Ok(true);
+        }
+        Ok(self.call(|c| c.check_stat("/")).await?.is_some())
+    }
+
+    /// The chroot is missing on this session (deleted after the daemon started): logs it, once per
+    /// session. The daemon does not exit: the chroot is every node's, and exiting would stop all of
+    /// them at once; nor does it create it (see [`run`]).
+    pub fn chroot_missing(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.chroot_missing_logged.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                chroot = %self.chroot,
+                "the chroot of [zookeeper] connect does not exist: no worker can join its election until it is created again (zkCli.sh create {} \"\")",
+                self.chroot
+            );
+        }
+    }
+
+    /// Waits, without polling, until the chroot exists again: a worker whose election found it
+    /// missing calls this instead of retrying. Logs the first time in the session
+    /// ([`Session::chroot_missing`]), and once when it is back. One worker at a time holds an
+    /// `exists` watch on it; the others wait for that one, then look once each.
+    ///
+    /// # Errors
+    /// A failed look ([`zk::Error::ConnectionLoss`]...), or the end of the session
+    /// ([`zk::Error::SessionExpired`]).
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: it only reads and watches.
+    pub async fn wait_for_chroot(&self) -> Result<(), zk::Error> {
+        self.chroot_missing();
+        let _turn = tokio::select! {
+            turn = self.chroot_watcher.lock() => turn,
+            () = self.ended() => return Err(zk::Error::SessionExpired),
+        };
+        let mut waited = false;
+        loop {
+            let (stat, watch) = self.call(|c| c.check_and_watch_stat("/")).await?;
+            if stat.is_some() {
+                if waited {
+                    // Said once, by the worker that watched; a later loss is logged again.
+                    tracing::info!(chroot = %self.chroot, "the chroot exists again: joining the elections");
+                    self.chroot_missing_logged
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+                return Ok(());
+            }
+            waited = true;
+            tokio::select! {
+                _ = watch.changed() => {}
+                () = self.ended() => return Err(zk::Error::SessionExpired),
+            }
         }
     }
 
@@ -280,6 +353,15 @@ pub enum SessionError {
     /// A file named by `[zookeeper] tls` cannot be read or is not what it should be.
     #[error("{0}")]
     Tls(String),
+    /// The chroot of `[zookeeper] connect` does not exist at the first session. The daemon does not
+    /// create it: the chroot is the namespace every node shares, and a node that created a mistyped
+    /// one would hold its elections apart from the others' — a second copy of every worker.
+    #[error("{file}: [zookeeper] connect {connect:?}: the chroot {chroot} does not exist in zookeeper; create it first (zkCli.sh create {chroot} \"\"), or fix connect")]
+    MissingChroot {
+        file: String,
+        connect: String,
+        chroot: String,
+    },
 }
 
 /// The TLS options of `[zookeeper] tls`, from its files as they are now. Each must be a regular file
@@ -343,6 +425,7 @@ pub async fn run(
     sessions: watch::Sender<Option<Arc<Session>>>,
     stop: CancellationToken,
 ) -> Result<(), SessionError> {
+    let mut first = true;
     loop {
         let config = configs.borrow().clone();
         let Some((client, attempt_began)) = connect(&config, credentials.as_deref(), &stop).await?
@@ -357,6 +440,7 @@ pub async fn run(
             credentials.is_some(),
             attempt_began,
         ));
+        check_chroot(&session, &config, std::mem::take(&mut first)).await?;
         if let (Some(creds), Some(auth)) = (&credentials, &config.zookeeper.auth) {
             check_access(&session, &config.zookeeper.root, creds, auth).await?;
         }
@@ -377,6 +461,33 @@ pub async fn run(
             Some(state) => {
                 tracing::warn!(session = %format!("{:#x}", session.id), %state, "zookeeper session ended; opening a new one");
             }
+        }
+    }
+}
+
+/// Checks once per session that the chroot of `[zookeeper] connect` exists (one `exists` of "/"
+/// under it; the client library adds the chroot to every path on its side, so with a missing chroot
+/// every create answers `NoNode`, and its `mkdir` cannot make it either). At the first session a
+/// missing chroot is fatal ([`SessionError::MissingChroot`], exit 78). At a later one it was deleted
+/// while the daemon ran: it is logged ([`Session::chroot_missing`]) and the daemon goes on, since
+/// exiting would stop every node at once; the workers wait for it without polling
+/// ([`Session::wait_for_chroot`]). A check that gets no answer is not retried: the workers find out
+/// the same way.
+async fn check_chroot(session: &Session, config: &Config, first: bool) -> Result<(), SessionError> {
+    match session.chroot_exists().await {
+        Ok(true) => Ok(()),
+        Ok(false) if first => Err(SessionError::MissingChroot {
+            file: config.path.display().to_string(),
+            connect: config.zookeeper.connect.clone(),
+            chroot: session.chroot.clone(),
+        }),
+        Ok(false) => {
+            session.chroot_missing();
+            Ok(())
+        }
+        Err(e) => {
+            tracing::debug!(chroot = %session.chroot, error = %e, "cannot check that the chroot exists");
+            Ok(())
         }
     }
 }

@@ -56,7 +56,8 @@ impl RunError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            RunError::Session(SessionError::Tls(_)) | RunError::Credentials(_)
+            RunError::Session(SessionError::Tls(_) | SessionError::MissingChroot { .. })
+                | RunError::Credentials(_)
         )
     }
 }
@@ -424,6 +425,14 @@ impl WorkerSet {
         }
         for name in plan.removed.iter().chain(&plan.changed) {
             if let Some(running) = self.running.get(name) {
+                let why = if plan.removed.contains(name) {
+                    "removed"
+                } else {
+                    "changed"
+                };
+                if let Some(shared) = lock(&self.observer.workers).get(name) {
+                    shared.stop_because(why);
+                }
                 running.cancel.cancel();
             }
         }

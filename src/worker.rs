@@ -14,7 +14,11 @@
 //! that this node decides (shutdown, removal or change by a reload, a failed health check, a lost
 //! watch); `running: false` after the child has exited. The `stopping` state is published *before*
 //! the child is signalled, and the stop waits for the server's answer, so `status` never shows as
-//! running a child that is being stopped or is gone. While ZooKeeper cannot be reached, the wait lasts
+//! running a child that is being stopped or is gone. With every state it publishes the worker's
+//! [`History`] on this node ([`PublishedHistory`]: the last exit, the last failed start, consecutive
+//! failures), so that `status` can say why a leader does not run its worker.
+//!
+//! While ZooKeeper cannot be reached, the wait for the answer to `stopping` lasts
 //! as long as the lease still covers the grace period: past that the guard stops the child by itself,
 //! and the data stays stale until the link comes back or the session expires (the candidate goes with
 //! it): from the stop point `K - grace_period` to an expiry no later than `S` (plus the server's tick)
@@ -115,6 +119,9 @@ pub struct Shared {
     /// Why the worker may not be running: how its child last ended, its last failed start, its
     /// consecutive failures (for `status` and the systemd status line).
     pub history: std::sync::Mutex<History>,
+    /// Why the task is being cancelled, as the stop of its child logs it (`why`): set by whoever
+    /// cancels it before cancelling (a reload: "removed", "changed"); "shutdown" when not set.
+    stop_reason: std::sync::Mutex<Option<&'static str>>,
 }
 
 /// A worker's recent history on this node: what answers "why is it not running?".
@@ -147,11 +154,100 @@ pub struct StartError {
     pub at_ms: u64,
 }
 
+/// A worker's [`History`] as its leader publishes it in its candidate's data (the keys `last_exit`,
+/// `start_error` and `failures`, next to SPEC §4's), and as `status` reads it back. Every field may be
+/// missing (a daemon of an older version, a candidate that never led): it then reads as empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PublishedHistory {
+    pub last_exit: Option<PublishedExit>,
+    pub start_error: Option<PublishedStartError>,
+    pub failures: u32,
+}
+
+/// How the child last ended: its exit code or the signal that ended it (neither when its guard was
+/// lost), when (milliseconds since the Unix epoch), and how long it had run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PublishedExit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub at: u64,
+    pub ran_ms: u64,
+}
+
+/// The last failed start: the error as logged, and when (milliseconds since the Unix epoch).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PublishedStartError {
+    pub error: String,
+    pub at: u64,
+}
+
+/// The longest start error published (a candidate's data must stay small): the start of it.
+const MAX_PUBLISHED_ERROR: usize = 1024;
+
+impl From<&History> for PublishedHistory {
+    fn from(h: &History) -> PublishedHistory {
+        PublishedHistory {
+            last_exit: h.last_exit.as_ref().map(|e| PublishedExit {
+                code: match e.exit {
+                    Exit::Code(c) => Some(c),
+                    _ => None,
+                },
+                signal: match e.exit {
+                    Exit::Signal(s) => Some(s),
+                    _ => None,
+                },
+                at: e.at_ms,
+                ran_ms: u64::try_from(e.ran.as_millis()).unwrap_or(u64::MAX),
+            }),
+            start_error: h.start_error.as_ref().map(|e| {
+                let mut error = e.error.clone();
+                if error.len() > MAX_PUBLISHED_ERROR {
+                    let mut end = MAX_PUBLISHED_ERROR;
+                    while !error.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    error.truncate(end);
+                    error.push('…');
+                }
+                PublishedStartError { error, at: e.at_ms }
+            }),
+            failures: h.failures,
+        }
+    }
+}
+
+impl PublishedExit {
+    /// The exit as [`Exit`] shows it: `exit code 3`, `signal 9 (SIGKILL)`.
+    #[must_use]
+    pub fn exit(&self) -> Exit {
+        match (self.code, self.signal) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(s)) => Exit::Signal(s),
+            (None, None) => Exit::Unknown,
+        }
+    }
+}
+
 impl Shared {
     /// A copy of the worker's history.
     #[must_use]
     pub fn history(&self) -> History {
         lock(&self.history).clone()
+    }
+
+    /// Says why the worker task is about to be cancelled (see `stop_reason`); call it before
+    /// cancelling.
+    pub fn stop_because(&self, why: &'static str) {
+        *lock(&self.stop_reason) = Some(why);
+    }
+
+    /// Why the worker task was cancelled: what [`Shared::stop_because`] said, else "shutdown".
+    #[must_use]
+    pub fn stop_reason(&self) -> &'static str {
+        lock(&self.stop_reason).unwrap_or("shutdown")
     }
 
     /// Whether this node leads the worker but cannot start it: its last start failed.
@@ -171,6 +267,7 @@ impl Shared {
             health_check_failures: AtomicU64::new(0),
             leader_since_ms: AtomicU64::new(0),
             history: std::sync::Mutex::new(History::default()),
+            stop_reason: std::sync::Mutex::new(None),
         }
     }
 }
@@ -307,8 +404,8 @@ impl Job {
     }
 
     /// This leader's state as its candidate's data, for `zk-supervise status`: the fields of SPEC §4
-    /// plus `leader_since`, `running`, `stopping` and, while there is a child, `child_pid` and
-    /// `child_since` (milliseconds since the Unix epoch).
+    /// plus `leader_since`, `running`, `stopping`, while there is a child `child_pid` and
+    /// `child_since` (milliseconds since the Unix epoch), and the worker's [`PublishedHistory`].
     fn data(&self, child: Published) -> Vec<u8> {
         let mut data = self.ctx.base.clone();
         let since = self.shared.leader_since_ms.load(Ordering::Relaxed);
@@ -324,6 +421,10 @@ impl Job {
         if let Published::Running { pid, since } | Published::Stopping { pid, since } = child {
             data.insert("child_pid".into(), pid.into());
             data.insert("child_since".into(), since.into());
+        }
+        let history = PublishedHistory::from(&self.shared.history());
+        if let Ok(serde_json::Value::Object(history)) = serde_json::to_value(history) {
+            data.extend(history);
         }
         serde_json::Value::Object(data).to_string().into_bytes()
     }
@@ -461,6 +562,21 @@ impl Job {
                             c
                         }
                         Err(ElectionError::SessionEnded) => return Served::SessionEnded,
+                        Err(ElectionError::NoChroot) => {
+                            // Logged once per session by the session; retrying would only repeat
+                            // it, for every worker, twice a second.
+                            self.set(State::Connecting);
+                            let waited = tokio::select! {
+                                r = session.wait_for_chroot() => r,
+                                () = self.cancel.cancelled() => continue,
+                            };
+                            if let Err(e) = waited {
+                                tracing::debug!(worker = self.name(), error = %e, "cannot watch for the chroot; retrying");
+                            }
+                            // Also when it was there at once (a race with its creation): never spin.
+                            self.pause(session, RETRY_PAUSE).await;
+                            continue;
+                        }
                         Err(e) => {
                             tracing::warn!(worker = self.name(), error = %e, "cannot join the election; retrying");
                             self.pause(session, RETRY_PAUSE).await;
@@ -647,14 +763,13 @@ impl Job {
                 }
             };
             self.set(State::Leading);
-            if !matches!(outcome, Supervised::Led(_)) {
-                // Still leading, the child not running: say so. (When leadership ends, the stop was
-                // published before it, or the candidate is gone.)
-                self.publish(election, me, Published::Idle).await;
-            }
             let ran = match outcome {
+                // When leadership ends, the stop was published before it, or the candidate is gone.
                 Supervised::Led(led) => return led,
-                Supervised::LeaseLapsed => continue, // the top of the loop waits for a renewal
+                Supervised::LeaseLapsed => {
+                    self.publish(election, me, Published::Idle).await;
+                    continue; // the top of the loop waits for a renewal
+                }
                 Supervised::Exited(ended) => {
                     if ended.ran < QUICK_FAILURE {
                         failures += 1;
@@ -674,6 +789,8 @@ impl Job {
                 }
             };
             lock(&self.shared.history).failures = failures;
+            // Still leading, the child not running: say so, and why.
+            self.publish(election, me, Published::Idle).await;
             let delay = lock(&self.backoff).exited(w, ran);
             if w.handoff_after > 0 && failures >= w.handoff_after {
                 tracing::warn!(
@@ -805,7 +922,7 @@ impl Job {
                     if self.say_stopping(session, election, me, &child, since).await {
                         self.kill_now(&mut child, "our candidate is gone").await;
                     } else {
-                        self.stop(&mut child, "shutdown").await;
+                        self.stop(&mut child, self.shared.stop_reason()).await;
                     }
                     return Supervised::Led(Led::Shutdown);
                 }
@@ -823,18 +940,40 @@ impl Job {
         ended
     }
 
-    /// Stops the child with its grace period, or at once once `kill` is cancelled.
+    /// Stops the child with its grace period, or at once once `kill` is cancelled. The guard SIGKILLs
+    /// the child when the grace period runs out; this side says so when it does.
     async fn stop(&self, child: &mut Child, why: &str) -> Ended {
         self.set(State::Stopping);
         tracing::info!(worker = self.name(), pid = child.pid(), why, "stopping");
+        let asked = tokio::time::Instant::now();
         child.stop().await;
-        let ended = tokio::select! {
-            ended = child.wait() => ended,
-            () = self.kill.cancelled() => {
-                child.kill().await;
-                child.wait().await
+        let grace = self.worker.grace_period;
+        let over = tokio::time::sleep(grace);
+        tokio::pin!(over);
+        let (mut said, mut killed) = (false, false);
+        let pid = child.pid();
+        let say = || tracing::warn!(worker = self.name(), pid, grace = ?grace, "grace period over: killing");
+        let ended = loop {
+            tokio::select! {
+                ended = child.wait() => break ended,
+                () = &mut over, if !said && !killed => {
+                    said = true;
+                    say();
+                }
+                () = self.kill.cancelled(), if !killed => {
+                    killed = true;
+                    child.kill().await;
+                }
             }
         };
+        // The guard's SIGKILL at the end of the grace period (its timer starts when it reads the stop,
+        // after ours) can still be reported before our timer fires.
+        let guard_killed = ended.exit == Exit::Signal(nix::sys::signal::Signal::SIGKILL as i32)
+            && ended.cause == Cause::Stop
+            && asked.elapsed() >= grace;
+        if guard_killed && !said && !killed {
+            say();
+        }
         tracing::info!(worker = self.name(), exit = %ended.exit, "stopped");
         ended
     }
@@ -863,4 +1002,49 @@ enum Supervised {
     Failed,
     LeaseLapsed,
     Led(Led),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_history_reads_back_and_stays_small() {
+        let history = History {
+            last_exit: Some(LastExit {
+                exit: Exit::Signal(9),
+                at_ms: 1_000,
+                ran: Duration::from_millis(1_500),
+            }),
+            start_error: Some(StartError {
+                error: "é".repeat(MAX_PUBLISHED_ERROR),
+                at_ms: 2_000,
+            }),
+            failures: 3,
+        };
+        let published = PublishedHistory::from(&history);
+        let json = serde_json::to_string(&published).expect("serializes");
+        let back: PublishedHistory = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back, published);
+        let exit = back.last_exit.expect("an exit");
+        assert_eq!(
+            (exit.code, exit.signal, exit.ran_ms),
+            (None, Some(9), 1_500)
+        );
+        assert_eq!(exit.exit(), Exit::Signal(9));
+        let error = back.start_error.expect("an error").error;
+        assert!(error.len() <= MAX_PUBLISHED_ERROR + '…'.len_utf8() && error.ends_with('…'));
+        // A candidate of an older version, or one that never led: empty.
+        let old: PublishedHistory =
+            serde_json::from_str(r#"{"node": "a", "running": true}"#).expect("reads");
+        assert_eq!(old, PublishedHistory::default());
+    }
+
+    #[test]
+    fn a_stop_says_why_it_was_asked_for() {
+        let shared = Shared::new();
+        assert_eq!(shared.stop_reason(), "shutdown");
+        shared.stop_because("removed");
+        assert_eq!(shared.stop_reason(), "removed");
+    }
 }

@@ -104,7 +104,7 @@ fn status_shows_leaders_queues_and_whether_children_run() {
         },
     );
     let (code, table) = status(&a, false);
-    assert_eq!(code, 0);
+    assert_eq!(code, 3, "crashing runs nowhere: {table}");
     let lines: Vec<&str> = table.lines().collect();
     assert!(
         lines[0].starts_with("WORKER") && lines[0].contains("RUNNING"),
@@ -131,7 +131,7 @@ fn status_shows_leaders_queues_and_whether_children_run() {
         })
     );
     let (code, json) = status(&a, true);
-    assert_eq!(code, 0);
+    assert_eq!(code, 3, "crashing runs nowhere: {json}");
     let value: serde_json::Value = serde_json::from_str(&json).expect("status --json is JSON");
     let workers = value["workers"].as_array().expect("workers");
     let steady = workers

@@ -2099,7 +2099,8 @@ pub fn status_sample(config: &Path, worker: &str) -> Option<StatusSample> {
     let asked = Instant::now();
     let path = config.to_str().expect("a UTF-8 path");
     let out = run_cli(&["status", path, "--json"], Duration::from_secs(15));
-    if !out.status.success() {
+    // 3: read, and some worker runs nowhere (issue 12).
+    if !matches!(out.status.code(), Some(0 | 3)) {
         return None; // unreachable for a moment: says nothing
     }
     let json: serde_json::Value =

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::walk::MAX_NODE_ID_LEN;
+use super::MAX_NODE_ID_LEN;
 
 /// Linux's `MAX_ARG_STRLEN` (32 pages of 4 KiB): the longest argument or environment string
 /// (`NAME=value`) `execve` takes, counting the terminating NUL.

@@ -438,6 +438,8 @@ fn show_argv(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// The longest `[node] id`, in characters.
+const MAX_NODE_ID_LEN: usize = 255;
 /// The largest config file read (see [`crate::files::read_regular`]).
 const MAX_FILE_BYTES: u64 = crate::files::MAX_FILE_BYTES;
 /// A credentials file is one line; a larger one is a mistake (a key, a log), not read whole.

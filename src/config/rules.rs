@@ -10,6 +10,7 @@
 //! them, else once in `[defaults]`, however many workers inherit it.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -17,7 +18,6 @@ use nix::sys::signal::Signal;
 use super::duration::format_duration;
 use super::error::Problems;
 use super::exec::ExecRoom;
-use super::walk::{Field, Fields, HealthFields};
 use super::{HealthCheck, WorkerConfig};
 
 /// Built-in defaults of a worker's keys (SPEC §3).
@@ -28,6 +28,64 @@ const HANDOFF_AFTER: u32 = 5;
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 const HEALTH_FAILURES: u32 = 3;
+
+/// A value as read from one table: absent, present but invalid (already reported), or valid
+/// with the byte offset where it was written.
+#[derive(Default)]
+pub(super) enum Field<T> {
+    #[default]
+    Unset,
+    Bad,
+    Set(T, usize),
+}
+
+impl<T> Field<T> {
+    pub(super) fn get(&self) -> Option<&T> {
+        match self {
+            Field::Set(v, _) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub(super) fn at(&self) -> Option<usize> {
+        match self {
+            Field::Set(_, at) => Some(*at),
+            _ => None,
+        }
+    }
+
+    pub(super) fn into_option(self) -> Option<T> {
+        match self {
+            Field::Set(v, _) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The keys of a `[[worker]]` or `[defaults]`, as read from one of them.
+#[derive(Default)]
+pub(super) struct Fields {
+    /// Only a worker's: `[defaults]` may not set it.
+    pub(super) command: Field<Vec<String>>,
+    pub(super) working_dir: Field<PathBuf>,
+    pub(super) env: Field<BTreeMap<String, String>>,
+    pub(super) user: Field<String>,
+    pub(super) group: Field<String>,
+    pub(super) stop_signal: Field<Signal>,
+    pub(super) grace_period: Field<Duration>,
+    pub(super) restart_delay: Field<Duration>,
+    pub(super) max_restart_delay: Field<Duration>,
+    pub(super) handoff_after: Field<u32>,
+    pub(super) health_check: Field<HealthFields>,
+}
+
+#[derive(Default)]
+pub(super) struct HealthFields {
+    pub(super) command: Field<Vec<String>>,
+    pub(super) interval: Field<Duration>,
+    pub(super) timeout: Field<Duration>,
+    pub(super) failures: Field<u32>,
+}
 
 /// What the lease bound on `grace_period` depends on, and where each was set (`None`: the default).
 #[derive(Clone, Copy)]
@@ -58,7 +116,8 @@ pub(super) struct ReadWorker<'a> {
 }
 
 /// `worker` merged with `[defaults]` and the built-in defaults, and checked against the rules that
-/// involve several values; `None` if it has problems (reported, each where it was written).
+/// involve several values, each problem reported where it was written. `None` if a value it needs
+/// is missing or bad; the caller refuses the worker when anything at all was reported about it.
 ///
 /// `lease` is `None` when `session_timeout` or `server_tick` is bad (already reported).
 pub(super) fn worker(
@@ -68,7 +127,6 @@ pub(super) fn worker(
     defaults: &Fields,
     lease: Option<LeaseSettings>,
 ) -> Option<WorkerConfig> {
-    let before = problems.count();
     let ReadWorker {
         label,
         header,
@@ -101,9 +159,6 @@ pub(super) fn worker(
                 as_user,
             );
         }
-    }
-    if problems.count() > before {
-        return None;
     }
     let (restart_delay, max_restart_delay) = restart?;
     Some(WorkerConfig {

@@ -22,8 +22,11 @@ use super::connect::{check_zk_path, Connect};
 use super::duration::{format_duration, parse_duration};
 use super::error::Problems;
 use super::exec::{ExecRoom, MAX_ARG_BYTES, MAX_ARG_STRLEN};
-use super::rules::{self, LeaseSettings, ReadWorker};
-use super::{AuthConfig, Config, MetricsConfig, NodeConfig, TlsConfig, WorkerConfig, ZkConfig};
+use super::rules::{self, Field, Fields, HealthFields, LeaseSettings, ReadWorker};
+use super::{
+    AuthConfig, Config, MetricsConfig, NodeConfig, TlsConfig, WorkerConfig, ZkConfig,
+    MAX_NODE_ID_LEN,
+};
 
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(15);
 /// ZooKeeper's sample configuration and Debian's set `tickTime=2000`.
@@ -39,7 +42,6 @@ const MIN_HEALTH_INTERVAL: Duration = Duration::from_millis(100);
 const MIN_HEALTH_TIMEOUT: Duration = Duration::from_millis(10);
 const DEFAULT_ROOT: &str = "/workers";
 const MAX_NAME_LEN: usize = 128;
-pub(super) const MAX_NODE_ID_LEN: usize = 255;
 /// Limits that keep a bad file from exhausting the host.
 const MAX_WORKERS: usize = 10_000;
 const MAX_ARGS: usize = 4096;
@@ -205,70 +207,12 @@ const fn key<T>(name: &'static str, read: Read<T>) -> Key<T> {
     Key { name, read }
 }
 
-/// A value as read from one table: absent, present but invalid (already reported), or valid
-/// with the byte offset where it was written.
-#[derive(Default)]
-pub(super) enum Field<T> {
-    #[default]
-    Unset,
-    Bad,
-    Set(T, usize),
-}
-
 /// What a reader gave for `value`: set at its offset, or bad.
 fn set<T>(value: &Value<'_>, read: Option<T>) -> Field<T> {
     match read {
         Some(v) => Field::Set(v, value.span().start),
         None => Field::Bad,
     }
-}
-
-impl<T> Field<T> {
-    pub(super) fn get(&self) -> Option<&T> {
-        match self {
-            Field::Set(v, _) => Some(v),
-            _ => None,
-        }
-    }
-
-    fn at(&self) -> Option<usize> {
-        match self {
-            Field::Set(_, at) => Some(*at),
-            _ => None,
-        }
-    }
-
-    fn into_option(self) -> Option<T> {
-        match self {
-            Field::Set(v, _) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-/// The keys of a `[[worker]]` or `[defaults]`, as read from one of them.
-#[derive(Default)]
-pub(super) struct Fields {
-    /// Only a worker's: `[defaults]` may not set it.
-    pub(super) command: Field<Vec<String>>,
-    pub(super) working_dir: Field<PathBuf>,
-    pub(super) env: Field<BTreeMap<String, String>>,
-    pub(super) user: Field<String>,
-    pub(super) group: Field<String>,
-    pub(super) stop_signal: Field<Signal>,
-    pub(super) grace_period: Field<Duration>,
-    pub(super) restart_delay: Field<Duration>,
-    pub(super) max_restart_delay: Field<Duration>,
-    pub(super) handoff_after: Field<u32>,
-    pub(super) health_check: Field<HealthFields>,
-}
-
-#[derive(Default)]
-pub(super) struct HealthFields {
-    pub(super) command: Field<Vec<String>>,
-    pub(super) interval: Field<Duration>,
-    pub(super) timeout: Field<Duration>,
-    pub(super) failures: Field<u32>,
 }
 
 /// What `[zookeeper]` said, before defaults.

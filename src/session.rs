@@ -91,7 +91,12 @@ impl Session {
             ended: CancellationToken::new(),
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             root: config.zookeeper.root.clone(),
-            chroot: crate::supervisor::split_chroot(&config.zookeeper.connect).0,
+            chroot: config
+                .zookeeper
+                .connect
+                .chroot()
+                .unwrap_or_default()
+                .to_owned(),
             chroot_missing_logged: std::sync::atomic::AtomicBool::new(false),
             chroot_watcher: tokio::sync::Mutex::new(()),
         }
@@ -478,7 +483,7 @@ async fn check_chroot(session: &Session, config: &Config, first: bool) -> Result
         Ok(true) => Ok(()),
         Ok(false) if first => Err(SessionError::MissingChroot {
             file: config.path.display().to_string(),
-            connect: config.zookeeper.connect.clone(),
+            connect: config.zookeeper.connect.to_string(),
             chroot: session.chroot.clone(),
         }),
         Ok(false) => {
@@ -583,10 +588,10 @@ async fn connect(
                 Some(tls) => {
                     connector
                         .with_tls(tls.clone())
-                        .secure_connect(&zk.connect)
+                        .secure_connect(zk.connect.as_str())
                         .await
                 }
-                None => connector.connect(&zk.connect).await,
+                None => connector.connect(zk.connect.as_str()).await,
             }
         };
         let began = Stamp::now();

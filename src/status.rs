@@ -170,9 +170,9 @@ const FOREIGN_DATA: &str = "its data is not a zk-supervise candidate's";
 /// [`StatusError::Read`] when a read fails; [`StatusError::Tls`] when a TLS file is unusable;
 /// [`StatusError::MissingChroot`] when the chroot does not exist.
 pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> {
-    let connect = &config.zookeeper.connect;
+    let connect = config.zookeeper.connect.as_str();
     let unreachable = |reason: String| StatusError::Unreachable {
-        connect: connect.clone(),
+        connect: connect.to_owned(),
         reason,
     };
     let connector = zk::Client::connector()
@@ -210,12 +210,13 @@ pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> 
     let mut others = match client.list_children(root).await {
         Ok(children) => children,
         Err(zk::Error::NoNode) => {
-            let (chroot, _) = crate::supervisor::split_chroot(connect);
-            if !chroot.is_empty() && client.check_stat("/").await.ok() == Some(None) {
-                return Err(StatusError::MissingChroot {
-                    connect: connect.clone(),
-                    chroot,
-                });
+            if let Some(chroot) = config.zookeeper.connect.chroot() {
+                if client.check_stat("/").await.ok() == Some(None) {
+                    return Err(StatusError::MissingChroot {
+                        connect: connect.to_owned(),
+                        chroot: chroot.to_owned(),
+                    });
+                }
             }
             Vec::new()
         }

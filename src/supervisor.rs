@@ -146,7 +146,12 @@ pub async fn run(
         session_stop.clone(),
     ));
 
-    let (chroot, _) = split_chroot(&config.zookeeper.connect);
+    let chroot = config
+        .zookeeper
+        .connect
+        .chroot()
+        .unwrap_or_default()
+        .to_owned();
     let mut base = serde_json::Map::new();
     base.insert("node".into(), config.node.id.clone().into());
     base.insert("host".into(), hostname().into());
@@ -546,18 +551,6 @@ pub fn joined_and_leading(state: &State) -> (bool, bool) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Splits `h:p,h:p/chroot` into the chroot ("" when none) and the host list.
-#[must_use]
-pub fn split_chroot(connect: &str) -> (String, &str) {
-    match connect.find('/') {
-        Some(i) if &connect[i..] != "/" => {
-            (connect[i..].trim_end_matches('/').to_owned(), &connect[..i])
-        }
-        Some(i) => (String::new(), &connect[..i]),
-        None => (String::new(), connect),
-    }
 }
 
 fn hostname() -> String {

@@ -36,7 +36,7 @@ use zookeeper_client as zk;
 
 use crate::config::WorkerConfig;
 use crate::election::{Candidate, Election, ElectionError, Leadership, Reaper};
-use crate::guard::Cause;
+use crate::process::Cause;
 use crate::process::{Child, Ended, Exit, SpawnError};
 use crate::session::Session;
 

@@ -1,11 +1,11 @@
-//! Children as the supervisor sees them: spawned through a guard ([`crate::guard`]), told every new lease
+//! Children as the supervisor sees them: spawned through a guard ([`crate::process::guard`]), told every new lease
 //! deadline, stopped with grace, their output logged line by line.
 //!
 //! The guard does the process-group work (signals, grace, SIGKILL, reaping); this side only talks to it
 //! over the control socket, so nothing here can leave a child running if the supervisor stops running.
 //! Health checks run under a guard too ([`run_check`]), with the worker's credentials and directory. A
 //! guard that dies without reporting leaves its child's tree to the spawner that forked it, and
-//! [`Child::wait`] returns only once that spawner has killed it ([`crate::spawner`]).
+//! [`Child::wait`] returns only once that spawner has killed it ([`crate::process::spawner`]).
 //!
 //! Output is read from the pipes directly rather than through a line-stream crate: a child may print
 //! invalid UTF-8 (decoded lossily here, never an error) and arbitrarily long lines (cut into pieces of at
@@ -23,19 +23,34 @@ use tokio::net::unix::{pipe, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use crate::config::{HealthCheck, WorkerConfig};
-use crate::guard::{Cause, Spec};
 use crate::lease::Stamp;
+use guard::Spec;
+
+pub(crate) mod guard;
+pub(crate) mod spawner;
+
+pub use guard::Cause;
+
+/// The spawner's entry point: `zk-supervise __guards` runs it (see [`spawner`]) instead of the
+/// daemon. Returns the process exit code.
+#[must_use]
+pub fn spawner_main() -> i32 {
+    spawner::main()
+}
 
 /// One line per worker whose `user` or `group` this daemon cannot switch to because it is not root
 /// (the guard would refuse to start its child, and its health check). Empty when the daemon runs as
 /// root. Looks users and groups up (NSS: may block): call it off the event loop.
 #[must_use]
 pub fn user_switch_warnings(config: &crate::config::Config) -> Vec<String> {
-    switch_warnings_for(config, crate::guard::Ids::current())
+    switch_warnings_for(config, crate::process::guard::Ids::current())
 }
 
 /// [`user_switch_warnings`] for a daemon running with `ids`.
-fn switch_warnings_for(config: &crate::config::Config, ids: crate::guard::Ids) -> Vec<String> {
+fn switch_warnings_for(
+    config: &crate::config::Config,
+    ids: crate::process::guard::Ids,
+) -> Vec<String> {
     if ids.root {
         return Vec::new();
     }
@@ -51,8 +66,8 @@ fn switch_warnings_for(config: &crate::config::Config, ids: crate::guard::Ids) -
                 return None;
             }
             let why = seen.entry((user, group)).or_insert_with(|| {
-                let creds = crate::guard::credentials(user, group).ok()??;
-                crate::guard::needs_root(&creds, ids, user, group)
+                let creds = crate::process::guard::credentials(user, group).ok()??;
+                crate::process::guard::needs_root(&creds, ids, user, group)
             });
             Some(format!(
                 "worker \"{}\": {}; its child cannot start on this node",
@@ -132,14 +147,14 @@ pub struct Child {
     events: mpsc::UnboundedReceiver<Event>,
     ended: Option<Ended>,
     /// The guard, and the spawner it came from: if the guard dies without reporting, that spawner
-    /// kills what came back to it (see [`crate::spawner`]) before the child counts as ended.
+    /// kills what came back to it (see [`crate::process::spawner`]) before the child counts as ended.
     guard: Guard,
 }
 
 /// A guard as the supervisor knows it.
 struct Guard {
     pid: Option<i32>,
-    forked_by: crate::spawner::Forked,
+    forked_by: crate::process::spawner::Forked,
 }
 
 impl Child {
@@ -184,7 +199,7 @@ impl Child {
         if let Some(shared) = lease.shared() {
             fds.push(shared.fd().as_raw_fd());
         }
-        let forked_by = crate::spawner::spawn_guard(&fds).await?;
+        let forked_by = crate::process::spawner::spawn_guard(&fds).await?;
         // The guard has its copy now.
         drop(theirs);
         ours.set_nonblocking(true)?;
@@ -549,7 +564,7 @@ mod tests {
                     [[worker]]\nname = \"c\"\ncommand = [\"/bin/c\"]\nuser = \"0\"\n\
                     [[worker]]\nname = \"d\"\ncommand = [\"/bin/d\"]\nuser = \"1000\"\ngroup = \"1000\"\n";
         let config = crate::config::parse(text, std::path::Path::new("w.toml")).expect("valid");
-        let ids = crate::guard::Ids {
+        let ids = crate::process::guard::Ids {
             root: false,
             uids: [nix::unistd::Uid::from_raw(1000); 2],
             gids: [nix::unistd::Gid::from_raw(1000); 2],
@@ -564,7 +579,7 @@ mod tests {
             warnings[0]
         );
         assert!(warnings[1].starts_with("worker \"c\": "));
-        let root = crate::guard::Ids { root: true, ..ids };
+        let root = crate::process::guard::Ids { root: true, ..ids };
         assert!(switch_warnings_for(&config, root).is_empty());
     }
 

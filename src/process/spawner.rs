@@ -1,4 +1,4 @@
-//! The spawner: one small process per supervisor that forks every guard ([`crate::guard`]).
+//! The spawner: one small process per supervisor that forks every guard ([`crate::process::guard`]).
 //!
 //! # Why
 //!
@@ -19,7 +19,7 @@
 //! [`Request`] in JSON, with descriptors as `SCM_RIGHTS`. [`Request::Guard`] carries the guard's
 //! control socket, the write ends of the child's stdout and stderr pipes and, if there is one, the
 //! session's deadline page. The forked guard puts them on fds 0, 1, 2 and 3, closes everything else,
-//! takes a process group of its own and runs [`crate::guard::main`], which reads its spec from the
+//! takes a process group of its own and runs [`crate::process::guard::main`], which reads its spec from the
 //! control socket as before. Nothing comes back on the request socket: the guard reports on its
 //! control socket, and if the fork fails the spawner writes `failed ...` there itself.
 //! [`Request::Sweep`] carries one socket, on which the spawner answers when the sweep is done (see
@@ -82,7 +82,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, Interest};
 
-use crate::guard::{children_of, descendants_of};
+use crate::process::guard::{children_of, descendants_of};
 
 /// The most descriptors one request carries.
 const MAX_FDS: usize = 4;
@@ -119,7 +119,7 @@ pub fn main() -> i32 {
     // Started through /proc/self/exe, the kernel names it `exe` (in `top`, `ps -e`, `pgrep`); the guards
     // inherit the name.
     let _ = nix::sys::prctl::set_name(c"zk-supervise");
-    for sig in crate::guard::IGNORED {
+    for sig in crate::process::guard::IGNORED {
         // SAFETY: SIG_IGN installs no handler code.
         let _ = unsafe { signal::signal(sig, SigHandler::SigIgn) };
     }
@@ -335,7 +335,7 @@ fn become_guard(fds: &[OwnedFd]) -> i32 {
     // SAFETY: closes only descriptors above the ones just put in place; the `OwnedFd`s among them are
     // never used or dropped again (this process ends with _exit).
     unsafe { nix::libc::syscall(nix::libc::SYS_close_range, first_free, u32::MAX, 0u32) };
-    crate::guard::main()
+    crate::process::guard::main()
 }
 
 /// The supervisor's handle on its spawner.

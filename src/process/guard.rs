@@ -5,7 +5,7 @@
 //! SPEC §6 asks that every child be dead by the lease deadline `K` even when the supervisor cannot run
 //! (frozen by SIGSTOP, a stalled VM, a runtime stuck on a lock) and that children die at once when the
 //! supervisor dies. Enforcement therefore cannot live in the supervisor's event loop. Each child gets a
-//! guard: a fork of the supervisor's spawner ([`crate::spawner`], the same binary started once as
+//! guard: a fork of the supervisor's spawner ([`crate::process::spawner`], the same binary started once as
 //! `zk-supervise __guards` through `/proc/self/exe`, so a package upgrade that replaces the file on disk
 //! cannot pair a supervisor with a guard of another version). The guard is single-threaded and does
 //! almost nothing: it blocks in `poll(2)` on three file descriptors.
@@ -13,7 +13,7 @@
 //! * **fd 0** is one end of a Unix socket pair whose other end only the supervisor holds. Down it come
 //!   the child's spec and stop requests (and lease deadlines, `lease <K>`, when there is no shared
 //!   page); up it go `guard <own pid>` (first, so that the supervisor can have the spawner sweep after
-//!   a guard that dies without reporting: see [`crate::spawner`]), `started <pid>`, `failed <why>`,
+//!   a guard that dies without reporting: see [`crate::process::spawner`]), `started <pid>`, `failed <why>`,
 //!   `refused <why>` (the lease no longer holds for the grace period) and `exited <status> <cause>`.
 //!   When it reads end-of-file the supervisor is gone (killed, crashed, OOM): the guard SIGKILLs the
 //!   child's process group, and every other descendant, at once.
@@ -160,7 +160,7 @@ impl Guard {
     /// the lease no longer holds for the grace period) and returns `Err`.
     fn start(mut control: UnixStream) -> Result<Guard, ()> {
         // First of all, who we are: should this guard be killed before it reports the child's end, the
-        // supervisor asks the spawner to sweep what came back to it from this pid (see `crate::spawner`).
+        // supervisor asks the spawner to sweep what came back to it from this pid (see `crate::process::spawner`).
         let _ = control.write_all(format!("guard {}\n", std::process::id()).as_bytes());
         let mut inbox = Inbox::default();
         let asked = std::time::Instant::now();

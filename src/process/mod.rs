@@ -1,35 +1,42 @@
-//! Children as the supervisor sees them: spawned through a guard ([`crate::process::guard`]), told every new lease
-//! deadline, stopped with grace, their output logged line by line.
+//! Children as the supervisor sees them: spawned through a guard, told every new lease deadline,
+//! stopped with grace, their output logged line by line. The one tree of the crate that forks
+//! processes or sends them signals.
 //!
-//! The guard does the process-group work (signals, grace, SIGKILL, reaping); this side only talks to it
-//! over the control socket, so nothing here can leave a child running if the supervisor stops running.
-//! Health checks run under a guard too ([`run_check`]), with the worker's credentials and directory. A
-//! guard that dies without reporting leaves its child's tree to the spawner that forked it, and
-//! [`Child::wait`] returns only once that spawner has killed it ([`crate::process::spawner`]).
+//! - this module: [`Child`], the supervisor's handle on a running child, and how a child ends
+//!   ([`Ended`], [`Exit`], [`Cause`]);
+//! - [`guard`]: the process between the supervisor and each child, which enforces the lease deadline
+//!   on its own (signals, grace, SIGKILL, reaping);
+//! - [`spawner`]: the one process per supervisor that forks the guards, and sweeps after a guard that
+//!   died without reporting;
+//! - `protocol`: what the supervisor and a guard say to each other;
+//! - `output`: the child's stdout and stderr, logged line by line;
+//! - `health`: health checks ([`run_check`]), run under a guard as the child is.
 //!
-//! Output is read from the pipes directly rather than through a line-stream crate: a child may print
-//! invalid UTF-8 (decoded lossily here, never an error) and arbitrarily long lines (cut into pieces of at
-//! most [`MAX_LINE`] bytes, so one line cannot exhaust memory), and a grandchild may hold the pipes open
-//! after the child exits (the reader simply runs until end-of-file; the child's exit is known from the
-//! guard, not from the pipes).
+//! The guard does the process-group work; this side only talks to it over the control socket, so
+//! nothing here can leave a child running if the supervisor stops running. A guard that dies
+//! without reporting leaves its child's tree to the spawner that forked it, and [`Child::wait`]
+//! returns only once that spawner has killed it.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{pipe, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use crate::config::{HealthCheck, WorkerConfig};
+use crate::config::WorkerConfig;
 use crate::lease::Stamp;
 use guard::Spec;
 
 pub(crate) mod guard;
+mod health;
+mod output;
 pub(crate) mod spawner;
 
 pub use guard::Cause;
+pub use health::run_check;
 
 /// The spawner's entry point: `zk-supervise __guards` runs it (see [`spawner`]) instead of the
 /// daemon. Returns the process exit code.
@@ -77,9 +84,6 @@ fn switch_warnings_for(
         })
         .collect()
 }
-
-/// The longest piece of child output logged as one event.
-pub const MAX_LINE: usize = 16 * 1024;
 
 /// How a child ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,14 +185,14 @@ impl Child {
         // The guard has its copies of the write ends (or there is no guard): the readers see end of
         // file when the child's whole tree is gone.
         drop((stdout_w, stderr_w));
-        tokio::spawn(log_output(worker.name.clone(), "stdout", stdout));
-        tokio::spawn(log_output(worker.name.clone(), "stderr", stderr));
+        tokio::spawn(output::log_output(worker.name.clone(), "stdout", stdout));
+        tokio::spawn(output::log_output(worker.name.clone(), "stderr", stderr));
         started
     }
 
     /// Asks the spawner for a guard with `stdout` and `stderr`, sends it `spec` (with the lease's
     /// deadline and page filled in) and waits for its answer.
-    async fn start(
+    pub(super) async fn start(
         mut spec: Spec,
         stdout: &OwnedFd,
         stderr: &OwnedFd,
@@ -315,7 +319,11 @@ impl Child {
 
 /// What a guard needs to run `argv` as `worker` runs: its user, group, working directory and
 /// environment with `extra_env` on top, its stop signal and grace period.
-fn spec_for(worker: &WorkerConfig, argv: Vec<String>, extra_env: &[(&str, String)]) -> Spec {
+pub(super) fn spec_for(
+    worker: &WorkerConfig,
+    argv: Vec<String>,
+    extra_env: &[(&str, String)],
+) -> Spec {
     Spec {
         worker: worker.name.clone(),
         argv,
@@ -336,66 +344,6 @@ fn spec_for(worker: &WorkerConfig, argv: Vec<String>, extra_env: &[(&str, String
         deadline_ns: 0,
         nofile: crate::limits::child_nofile(),
         shared_deadline: false,
-    }
-}
-
-/// Runs `worker`'s health check under a guard, as the child runs: with the worker's `user`, `group`,
-/// `working_dir` and environment (plus `extra_env`), in a process group of its own, stdin and output
-/// to /dev/null, killed at the lease deadline or when the supervisor dies. `Err` with the reason when
-/// it exits non-zero, cannot start, or outlives `check.timeout` (then its whole tree is SIGKILLed).
-/// Whatever it leaves running when it exits is SIGKILLed too: nothing of a check outlives it.
-///
-/// A check the lease no longer leaves room for is not run, and counts as passed: the lease's end
-/// stops the child anyway.
-///
-/// # Errors
-/// The reason the check failed.
-///
-/// # Cancellation safety
-/// Dropping the future kills the check and everything it started (the guard sees its control socket
-/// close).
-pub async fn run_check(
-    worker: &WorkerConfig,
-    check: &HealthCheck,
-    extra_env: &[(&str, String)],
-    lease: &crate::lease::Lease,
-) -> Result<(), String> {
-    let program = check.command.first().map_or("", String::as_str);
-    let devnull = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| format!("open /dev/null: {e}"))?;
-    let devnull = OwnedFd::from(devnull);
-    let spec = Spec {
-        // No grace: a check that is stopped has failed, and what it leaves behind goes at once.
-        stop_signal: nix::sys::signal::Signal::SIGKILL as i32,
-        grace_ms: 0,
-        ..spec_for(worker, check.command.clone(), extra_env)
-    };
-    let until = tokio::time::Instant::now() + check.timeout;
-    let timed_out = || format!("{program}: no answer within {:?}", check.timeout);
-    let mut child =
-        match tokio::time::timeout_at(until, Child::start(spec, &devnull, &devnull, lease)).await {
-            Ok(Ok(child)) => child,
-            Ok(Err(SpawnError::Lease)) => return Ok(()),
-            Ok(Err(e)) => return Err(e.to_string()),
-            // Dropped half-started: the guard kills whatever it started.
-            Err(_) => return Err(timed_out()),
-        };
-    drop(devnull);
-    let ended = match tokio::time::timeout_at(until, child.wait()).await {
-        Ok(ended) => ended,
-        Err(_) => {
-            child.kill().await;
-            // The guard answers once the tree is gone; if it cannot, dropping `child` leaves it to
-            // the guard all the same.
-            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-            return Err(timed_out());
-        }
-    };
-    match ended.exit {
-        Exit::Code(0) => Ok(()),
-        exit => Err(format!("{program}: {exit}")),
     }
 }
 
@@ -480,79 +428,9 @@ fn parse_exited(rest: &str) -> Event {
     Event::Exited(exit, cause)
 }
 
-/// Logs each line of a child's stream as an event with the fields `worker` and `stream`.
-async fn log_output(worker: String, stream: &'static str, pipe: impl AsyncRead + Unpin) {
-    // A small buffer: a thousand running workers hold two readers each; long lines accumulate in `line`.
-    let mut reader = BufReader::with_capacity(1024, pipe);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match read_line_capped(&mut reader, &mut line, MAX_LINE).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
-                    line.pop();
-                }
-                tracing::info!(target: "zk_supervise::child", worker = %worker, stream, "{}", String::from_utf8_lossy(&line));
-            }
-        }
-    }
-}
-
-/// Reads up to and including a newline, or `cap` bytes, whichever comes first. Returns the number of
-/// bytes read (0 at end of file).
-async fn read_line_capped<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    out: &mut Vec<u8>,
-    cap: usize,
-) -> std::io::Result<usize> {
-    loop {
-        let buf = reader.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(out.len());
-        }
-        let room = cap.saturating_sub(out.len());
-        let window = &buf[..buf.len().min(room)];
-        if let Some(i) = window.iter().position(|&b| b == b'\n') {
-            out.extend_from_slice(&window[..=i]);
-            reader.consume(i + 1);
-            return Ok(out.len());
-        }
-        let n = window.len();
-        out.extend_from_slice(window);
-        reader.consume(n);
-        if out.len() >= cap {
-            return Ok(out.len());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn long_lines_are_cut_and_invalid_utf8_is_kept() {
-        let mut data = vec![b'a'; 40];
-        data.push(b'\n');
-        data.extend_from_slice(b"\xff\xfeok\n");
-        data.extend_from_slice(b"tail");
-        let mut reader = BufReader::new(&data[..]);
-        let mut line = Vec::new();
-        let mut pieces = Vec::new();
-        loop {
-            line.clear();
-            if read_line_capped(&mut reader, &mut line, 16).await.unwrap() == 0 {
-                break;
-            }
-            pieces.push(line.clone());
-        }
-        assert_eq!(pieces.len(), 5, "{pieces:?}");
-        assert_eq!(pieces[0].len(), 16);
-        assert_eq!(pieces[2], b"aaaaaaaa\n");
-        assert_eq!(String::from_utf8_lossy(&pieces[3]), "\u{fffd}\u{fffd}ok\n");
-        assert_eq!(pieces[4], b"tail");
-    }
 
     /// Issue 12, 7: a daemon that is not root warns, once per worker, about each worker whose
     /// `user` or `group` it cannot switch to; as root it has nothing to say.

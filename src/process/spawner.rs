@@ -84,6 +84,10 @@ use tokio::io::{AsyncBufReadExt, Interest};
 
 use crate::process::guard::{children_of, descendants_of};
 
+/// The target of the spawner's log events, as it was before the module moved under `process`:
+/// operators filter on it (`RUST_LOG=zk_supervise::spawner=debug`).
+const LOG_TARGET: &str = "zk_supervise::spawner";
+
 /// The most descriptors one request carries.
 const MAX_FDS: usize = 4;
 
@@ -378,7 +382,7 @@ impl Spawner {
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
             .spawn()?;
-        tracing::debug!(pid = process.id(), "started the guard spawner");
+        tracing::debug!(target: LOG_TARGET, pid = process.id(), "started the guard spawner");
         // SAFETY: the `OwnedFd` moves into the `AsyncFd`, which alone owns it until it is dropped.
         let socket = unsafe { AsyncFd::register_with_interest(ours, Interest::WRITABLE) }
             .map_err(io::Error::from)?;
@@ -423,7 +427,7 @@ async fn current() -> io::Result<Arc<Spawner>> {
 /// failure is only logged: the first spawn tries again, and reports its own error.
 pub async fn prepare() {
     if let Err(e) = current().await {
-        tracing::warn!(error = %e, "cannot start the guard spawner yet");
+        tracing::warn!(target: LOG_TARGET, error = %e, "cannot start the guard spawner yet");
     }
 }
 
@@ -441,7 +445,7 @@ pub async fn spawn_guard(fds: &[RawFd]) -> io::Result<Forked> {
         match spawner.send(&Request::Guard, fds).await {
             Ok(()) => return Ok(Forked(spawner)),
             Err(e) => {
-                tracing::warn!(error = %e, "the guard spawner is gone; starting another");
+                tracing::warn!(target: LOG_TARGET, error = %e, "the guard spawner is gone; starting another");
                 let mut current = SPAWNER.lock().await;
                 if current.as_ref().is_some_and(|s| Arc::ptr_eq(s, &spawner)) {
                     *current = None;

@@ -10,11 +10,12 @@
 //! cannot pair a supervisor with a guard of another version). The guard is single-threaded and does
 //! almost nothing: it blocks in `poll(2)` on three file descriptors.
 //!
-//! * **fd 0** is one end of a Unix socket pair whose other end only the supervisor holds. Down it come
-//!   the child's spec and stop requests (and lease deadlines, `lease <K>`, when there is no shared
-//!   page); up it go `guard <own pid>` (first, so that the supervisor can have the spawner sweep after
-//!   a guard that dies without reporting: see [`crate::process::spawner`]), `started <pid>`, `failed <why>`,
-//!   `refused <why>` (the lease no longer holds for the grace period) and `exited <status> <cause>`.
+//! * **fd 0** is one end of a Unix socket pair whose other end only the supervisor holds. On it the
+//!   two speak the protocol of [`super::protocol`]: down come the child's spec, stop requests and
+//!   (when there is no shared page) lease deadlines; up go the guard's own pid (first, so that the
+//!   supervisor can have the spawner sweep after a guard that dies without reporting: see
+//!   [`crate::process::spawner`]), whether the child started, failed or was refused (the lease no
+//!   longer holds for the grace period), and at the end how it exited and why.
 //!   When it reads end-of-file the supervisor is gone (killed, crashed, OOM): the guard SIGKILLs the
 //!   child's process group, and every other descendant, at once.
 //! * **fd 3**, mapped read-only and then closed, is the session's deadline page
@@ -47,13 +48,15 @@
 //! supervisor reads.
 
 use std::ffi::CString;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use super::protocol::{Cause, Exit, FromGuard, Inbox, Spec, ToGuard};
+use crate::lease::{DeadlineView, Stamp};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, kill, killpg, SigHandler, SigSet, Signal};
@@ -63,63 +66,6 @@ use nix::sys::timer::{Expiration, TimerSetTimeFlags};
 use nix::sys::timerfd::{ClockId as TimerClock, TimerFd, TimerFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{Gid, Group, Pid, Uid, User};
-use serde::{Deserialize, Serialize};
-
-use crate::lease::{DeadlineView, Stamp};
-
-/// What the supervisor sends first: everything the guard needs to start the child.
-///
-/// The child's environment is the guard's own (the supervisor's, less systemd's variables) plus `env`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Spec {
-    pub worker: String,
-    pub argv: Vec<String>,
-    /// Added to the child's environment: the worker's `env`, then the `ZK_SUPERVISE_*` variables.
-    pub env: Vec<(String, String)>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-    pub group: Option<String>,
-    pub stop_signal: i32,
-    pub grace_ms: u64,
-    /// The lease deadline `K` in nanoseconds on `CLOCK_BOOTTIME`; the child is not started past it.
-    pub deadline_ns: u64,
-    /// The soft limit on open files to give the child (the supervisor raises its own).
-    pub nofile: Option<u64>,
-    /// Whether fd 3 is the session's shared deadline page ([`crate::lease::SharedDeadline`]).
-    pub shared_deadline: bool,
-}
-
-/// Why the child ended, as the guard reports it in `exited <status> <cause>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cause {
-    /// It exited by itself.
-    Itself,
-    /// The supervisor asked for a stop.
-    Stop,
-    /// The lease deadline came before a renewal.
-    Lease,
-}
-
-impl Cause {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Itself => "self",
-            Cause::Stop => "stop",
-            Cause::Lease => "lease",
-        }
-    }
-
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Cause> {
-        match s {
-            "self" => Some(Cause::Itself),
-            "stop" => Some(Cause::Stop),
-            "lease" => Some(Cause::Lease),
-            _ => None,
-        }
-    }
-}
 
 /// The guard's entry point, in a process forked by the spawner with the control socket on fd 0, the
 /// child's stdout and stderr on fds 1 and 2, and the deadline page (if any) on fd 3. Returns the
@@ -156,26 +102,24 @@ struct Guard {
 }
 
 impl Guard {
-    /// Reads the spec and starts the child; on failure reports `failed <why>` (or `refused <why>` when
+    /// Reads the spec and starts the child; on failure reports [`FromGuard::Failed`] (or [`FromGuard::Refused`] when
     /// the lease no longer holds for the grace period) and returns `Err`.
     fn start(mut control: UnixStream) -> Result<Guard, ()> {
         // First of all, who we are: should this guard be killed before it reports the child's end, the
         // supervisor asks the spawner to sweep what came back to it from this pid (see `crate::process::spawner`).
-        let _ = control.write_all(format!("guard {}\n", std::process::id()).as_bytes());
+        #[allow(clippy::cast_possible_wrap)]
+        let pid = std::process::id() as i32;
+        let _ = control.write_all(&FromGuard::Guard { pid }.line());
         let mut inbox = Inbox::default();
         let asked = std::time::Instant::now();
-        let spec: Spec = match inbox
-            .read_line(&mut control)
-            .ok()
-            .flatten()
-            .and_then(|line| line.strip_prefix("spec ").map(str::to_owned))
-            .and_then(|json| serde_json::from_str(&json).ok())
-        {
-            Some(spec) => spec,
-            None => return Err(()),
+        let spec = match inbox.recv(&mut control) {
+            Ok(Some(Some(ToGuard::Spec(spec)))) => spec,
+            _ => return Err(()),
         };
         let fail = |control: &mut UnixStream, why: String| {
-            let _ = control.write_all(format!("failed {}\n", why.replace('\n', " ")).as_bytes());
+            // One line in the supervisor's log, whatever the message holds.
+            let why = why.replace('\n', " ");
+            let _ = control.write_all(&FromGuard::Failed { why }.line());
         };
         let view = if spec.shared_deadline {
             // SAFETY: the supervisor put the session's deadline page on fd 3; it is ours alone.
@@ -200,7 +144,8 @@ impl Guard {
         };
         let spec_took = asked.elapsed();
         if !lease.holds() {
-            let _ = control.write_all(lease.refusal(spec_took).as_bytes());
+            let why = lease.refusal(spec_took);
+            let _ = control.write_all(&FromGuard::Refused { why }.line());
             return Err(());
         }
         let stop_signal = Signal::try_from(spec.stop_signal).unwrap_or(Signal::SIGTERM);
@@ -235,7 +180,8 @@ impl Guard {
         let child = match spawn(&spec, lease) {
             Ok(pid) => pid,
             Err(NotStarted::Lease) => {
-                let _ = control.write_all(lease.refusal(spec_took).as_bytes());
+                let why = lease.refusal(spec_took);
+                let _ = control.write_all(&FromGuard::Refused { why }.line());
                 return Err(());
             }
             Err(NotStarted::Failed(why)) => {
@@ -243,7 +189,9 @@ impl Guard {
                 return Err(());
             }
         };
-        let _ = control.write_all(format!("started {child}\n").as_bytes());
+        #[allow(clippy::cast_sign_loss)]
+        let pid = child.as_raw() as u32;
+        let _ = control.write_all(&FromGuard::Started { pid }.line());
         if let Err(e) = control.set_nonblocking(true) {
             let _ = killpg(child, Signal::SIGKILL);
             fail(&mut control, format!("control socket: {e}"));
@@ -310,8 +258,10 @@ impl Guard {
     /// Handles what the supervisor sent; returns false once the socket is closed.
     fn read_control(&mut self) -> bool {
         loop {
-            match self.inbox.read_line(&mut self.control) {
-                Ok(Some(line)) => self.command(&line),
+            match self.inbox.recv(&mut self.control) {
+                Ok(Some(Some(message))) => self.command(message),
+                // A line this guard does not know: skipped.
+                Ok(Some(None)) => {}
                 Ok(None) => return false,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -320,28 +270,26 @@ impl Guard {
         }
     }
 
-    fn command(&mut self, line: &str) {
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next()) {
-            (Some("lease"), Some(k)) => {
-                if let Ok(k) = k.parse() {
-                    // A deadline only moves forward: an old message can never extend a lapsed lease
-                    // by arriving late, because the supervisor stamps K from the request's send time.
-                    self.deadline = self.deadline.max(Stamp(k));
-                }
+    fn command(&mut self, message: ToGuard) {
+        match message {
+            ToGuard::Lease { deadline_ns } => {
+                // A deadline only moves forward: an old message can never extend a lapsed lease
+                // by arriving late, because the supervisor stamps K from the request's send time.
+                self.deadline = self.deadline.max(Stamp(deadline_ns));
             }
-            (Some("stop"), _) => {
+            ToGuard::Stop => {
                 if self.stopping.is_none() {
                     self.signal_group(self.stop_signal, Cause::Stop);
                 }
                 let at = Stamp::now().plus(self.grace).min(self.deadline);
                 self.kill_at = Some(self.kill_at.map_or(at, |k| k.min(at)));
             }
-            (Some("kill"), _) => {
+            ToGuard::Kill => {
                 self.stopping.get_or_insert(Cause::Stop);
                 self.kill_now();
             }
-            _ => {}
+            // Only the first message is a spec.
+            ToGuard::Spec(_) => {}
         }
     }
 
@@ -476,15 +424,16 @@ impl Guard {
     }
 
     fn report(&mut self) -> i32 {
-        let status = match self.status {
-            Some(WaitStatus::Exited(_, code)) => format!("code {code}"),
-            Some(WaitStatus::Signaled(_, sig, _)) => format!("signal {}", sig as i32),
-            _ => "unknown 0".to_owned(),
+        let exit = match self.status {
+            Some(WaitStatus::Exited(_, code)) => Exit::Code(code),
+            Some(WaitStatus::Signaled(_, sig, _)) => Exit::Signal(sig as i32),
+            _ => Exit::Unknown,
         };
         let cause = self.stopping.unwrap_or(Cause::Itself);
         let _ = self.control.set_nonblocking(false);
-        let report = format!("exited {status} {}\n", cause.as_str());
-        let _ = self.control.write_all(report.as_bytes());
+        let _ = self
+            .control
+            .write_all(&FromGuard::Exited { exit, cause }.line());
         0
     }
 }
@@ -520,7 +469,7 @@ impl LeaseAtExec {
         Stamp::now().plus(self.grace) < self.deadline()
     }
 
-    /// What the guard answers instead of `failed` when the lease no longer holds for the grace
+    /// What the guard answers ([`FromGuard::Refused`]) instead of a failure when the lease no longer holds for the grace
     /// period: not a failure of the command, and the supervisor waits for a renewal rather than
     /// counting it. It says what was seen, so that a slow start (a spec that took long to arrive, a
     /// slow user lookup) is not taken for a lease that ended on its own.
@@ -532,8 +481,8 @@ impl LeaseAtExec {
             format!("it ended {:?} ago", now.since(k))
         };
         format!(
-            "refused the lease does not hold for the grace period ({:?}): {left}; the spec took \
-             {spec_took:?} to arrive\n",
+            "the lease does not hold for the grace period ({:?}): {left}; the spec took \
+             {spec_took:?} to arrive",
             self.grace
         )
     }
@@ -606,56 +555,6 @@ pub(crate) fn descendants_of(pid: Pid) -> Vec<Pid> {
         }
     }
     found
-}
-
-/// What came down the control socket and is not yet a whole line.
-///
-/// Linear in what it reads: each byte is looked at once when searching for the end of a line (the
-/// search resumes where the last one stopped), and lines are taken off the front by moving an offset,
-/// the buffer compacted once per read. A spec is as large as the worker's command and environment
-/// (megabytes); rescanning the buffer on every 4 KiB read made it quadratic (15 s of CPU for a 15 MB
-/// spec, long enough for the lease to run out before the child could start).
-#[derive(Default)]
-struct Inbox {
-    buf: Vec<u8>,
-    /// Where the next line begins in `buf`.
-    start: usize,
-    /// How far `buf` is known to hold no newline.
-    scanned: usize,
-    /// Bytes looked at for a newline, ever: what the reading costs (for the tests).
-    #[cfg(test)]
-    examined: usize,
-}
-
-impl Inbox {
-    /// Reads one line from `control`; `Ok(None)` at end of file.
-    fn read_line(&mut self, control: &mut impl Read) -> io::Result<Option<String>> {
-        loop {
-            let from = self.scanned.max(self.start);
-            let found = self.buf[from..].iter().position(|&b| b == b'\n');
-            #[cfg(test)]
-            {
-                self.examined += found.map_or(self.buf.len() - from, |i| i + 1);
-            }
-            if let Some(i) = found {
-                let line = &self.buf[self.start..from + i];
-                let line = String::from_utf8_lossy(line).into_owned();
-                self.start = from + i + 1;
-                self.scanned = self.start;
-                return Ok(Some(line));
-            }
-            // Compact: what is left of the buffer is the beginning of a line.
-            self.buf.drain(..self.start);
-            self.start = 0;
-            self.scanned = self.buf.len();
-            let mut chunk = [0u8; 64 * 1024];
-            match control.read(&mut chunk) {
-                Ok(0) => return Ok(None),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(e),
-            }
-        }
-    }
 }
 
 /// The identity a child runs with when its worker sets `user` or `group`.
@@ -967,68 +866,6 @@ mod tests {
         }
     }
 
-    /// A reader that hands out at most `chunk` bytes per read, as a socket does.
-    struct Trickle<'a> {
-        data: &'a [u8],
-        chunk: usize,
-    }
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self.data.len().min(self.chunk).min(buf.len());
-            buf[..n].copy_from_slice(&self.data[..n]);
-            self.data = &self.data[n..];
-            Ok(n)
-        }
-    }
-
-    /// Issue 12, 5: a spec of megabytes (a large environment) is read in linear time: every byte is
-    /// looked at once for the end of its line, however many reads it takes. Rescanning the buffer on
-    /// each 4 KiB read looked at 8 MB × 2048 reads / 2, about 8 GB, here.
-    #[test]
-    fn a_large_spec_is_read_in_linear_time() {
-        let big = format!("spec {{\"env\":\"{}\"}}", "x".repeat(8 << 20));
-        let mut data = big.clone().into_bytes();
-        data.extend_from_slice(b"\nlease 42\nstop\n");
-        for chunk in [4096, 1 << 16, 1 << 20] {
-            let mut reader = Trickle { data: &data, chunk };
-            let mut inbox = Inbox::default();
-            assert_eq!(
-                inbox.read_line(&mut reader).unwrap().as_deref(),
-                Some(big.as_str())
-            );
-            assert_eq!(
-                inbox.read_line(&mut reader).unwrap().as_deref(),
-                Some("lease 42")
-            );
-            assert_eq!(
-                inbox.read_line(&mut reader).unwrap().as_deref(),
-                Some("stop")
-            );
-            assert_eq!(inbox.read_line(&mut reader).unwrap(), None);
-            assert!(
-                inbox.examined <= data.len(),
-                "{} bytes examined for {} read, in chunks of {chunk}",
-                inbox.examined,
-                data.len()
-            );
-        }
-        // Many short lines in one read: each is taken off the front without moving the rest.
-        let lines: String = (0..100_000).map(|i| format!("lease {i}\n")).collect();
-        let mut reader = Trickle {
-            data: lines.as_bytes(),
-            chunk: 1 << 20,
-        };
-        let mut inbox = Inbox::default();
-        for i in 0..100_000 {
-            assert_eq!(
-                inbox.read_line(&mut reader).unwrap(),
-                Some(format!("lease {i}"))
-            );
-        }
-        assert!(inbox.examined <= lines.len());
-    }
-
     /// Issue 12, 5: when `execve` says E2BIG, the failure names the kernel's limit that was passed,
     /// not a lease or a bare "Argument list too long".
     #[test]
@@ -1076,8 +913,8 @@ mod tests {
         };
         let why = lease.refusal(Duration::from_millis(1500));
         assert!(
-            why.starts_with("refused the lease does not hold for the grace period (1s): it ended ")
-                && why.ends_with(" ago; the spec took 1.5s to arrive\n"),
+            why.starts_with("the lease does not hold for the grace period (1s): it ended ")
+                && why.ends_with(" ago; the spec took 1.5s to arrive"),
             "{why}"
         );
     }

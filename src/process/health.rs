@@ -3,9 +3,9 @@
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
+use super::protocol::Spec;
 use super::{spec_for, Child, Exit, SpawnError};
 use crate::config::{HealthCheck, WorkerConfig};
-use crate::process::guard::Spec;
 
 /// Runs `worker`'s health check under a guard, as the child runs: with the worker's `user`, `group`,
 /// `working_dir` and environment (plus `extra_env`), in a process group of its own, stdin and output

@@ -28,15 +28,16 @@ use tokio::sync::mpsc;
 
 use crate::config::WorkerConfig;
 use crate::lease::Stamp;
-use guard::Spec;
+use protocol::{FromGuard, Spec, ToGuard};
 
 pub(crate) mod guard;
 mod health;
 mod output;
+mod protocol;
 pub(crate) mod spawner;
 
-pub use guard::Cause;
 pub use health::run_check;
+pub use protocol::{Cause, Exit};
 
 /// The spawner's entry point: `zk-supervise __guards` runs it (see [`spawner`]) instead of the
 /// daemon. Returns the process exit code.
@@ -85,28 +86,6 @@ fn switch_warnings_for(
         .collect()
 }
 
-/// How a child ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(i32),
-    /// The guard died without reporting (it was killed); its child died with it.
-    Unknown,
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Exit::Code(c) => write!(f, "exit code {c}"),
-            Exit::Signal(s) => {
-                let name = nix::sys::signal::Signal::try_from(*s).map_or("?", |s| s.as_str());
-                write!(f, "signal {s} ({name})")
-            }
-            Exit::Unknown => f.write_str("unknown status (guard lost)"),
-        }
-    }
-}
-
 /// A child's end: its status, why it ended, and how long it ran.
 #[derive(Clone, Copy, Debug)]
 pub struct Ended {
@@ -129,17 +108,6 @@ pub enum SpawnError {
     Lease,
 }
 
-enum Event {
-    /// The guard's own pid, its first words.
-    Guard(i32),
-    Started(u32),
-    Failed(String),
-    /// The lease no longer held for the grace period when the child was about to start, and what
-    /// the guard saw.
-    Refused(String),
-    Exited(Exit, Cause),
-}
-
 /// A running child and its guard.
 ///
 /// Dropping it without [`Child::wait`] closes the control socket, which makes the guard SIGKILL the
@@ -148,7 +116,7 @@ pub struct Child {
     pid: u32,
     started: Instant,
     control: OwnedWriteHalf,
-    events: mpsc::UnboundedReceiver<Event>,
+    events: mpsc::UnboundedReceiver<FromGuard>,
     ended: Option<Ended>,
     /// The guard, and the spawner it came from: if the guard dies without reporting, that spawner
     /// kills what came back to it (see [`crate::process::spawner`]) before the child counts as ended.
@@ -203,15 +171,14 @@ impl Child {
         if let Some(shared) = lease.shared() {
             fds.push(shared.fd().as_raw_fd());
         }
-        let forked_by = crate::process::spawner::spawn_guard(&fds).await?;
+        let forked_by = spawner::spawn_guard(&fds).await?;
         // The guard has its copy now.
         drop(theirs);
         ours.set_nonblocking(true)?;
         let (read, mut control) = tokio::net::UnixStream::from_std(ours)?.into_split();
         spec.deadline_ns = lease.deadline().map_or(0, |k| k.0);
         spec.shared_deadline = lease.shared().is_some();
-        let json = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
-        let spec_worker = spec.worker;
+        let spec_worker = spec.worker.clone();
         let (tx, mut events) = mpsc::unbounded_channel();
         tokio::spawn(read_events(read, tx));
         let mut guard = Guard {
@@ -220,11 +187,11 @@ impl Child {
         };
         // A guard that dies before it answers may be gone before it reads the spec: its end shows as
         // the end of `events`, not as a failed write.
-        let _ = control.write_all(format!("spec {json}\n").as_bytes()).await;
+        let _ = control.write_all(&ToGuard::Spec(spec).line()).await;
         let failure = loop {
             match events.recv().await {
-                Some(Event::Guard(pid)) => guard.pid = Some(pid),
-                Some(Event::Started(pid)) => {
+                Some(FromGuard::Guard { pid }) => guard.pid = Some(pid),
+                Some(FromGuard::Started { pid }) => {
                     return Ok(Child {
                         pid,
                         started: Instant::now(),
@@ -234,12 +201,12 @@ impl Child {
                         guard,
                     })
                 }
-                Some(Event::Failed(why)) => break SpawnError::Command(why),
-                Some(Event::Refused(why)) => {
+                Some(FromGuard::Failed { why }) => break SpawnError::Command(why),
+                Some(FromGuard::Refused { why }) => {
                     tracing::warn!(worker = %spec_worker, "the guard did not start the command: {why}");
                     break SpawnError::Lease;
                 }
-                Some(Event::Exited(..)) | None => {
+                Some(FromGuard::Exited { .. }) | None => {
                     // Killed before it said whether the command started: whatever it started may have
                     // left processes behind.
                     guard.sweep().await;
@@ -260,24 +227,27 @@ impl Child {
 
     /// Tells the guard the lease now lasts until `deadline`.
     pub async fn renew(&mut self, deadline: Stamp) {
-        self.send(&format!("lease {}\n", deadline.0)).await;
+        self.send(&ToGuard::Lease {
+            deadline_ns: deadline.0,
+        })
+        .await;
     }
 
     /// Asks for a graceful stop: the stop signal to the group now, SIGKILL after the grace period (or at
     /// the lease deadline if that comes first). Returns at once; [`Child::wait`] tells when it is over.
     pub async fn stop(&mut self) {
-        self.send("stop\n").await;
+        self.send(&ToGuard::Stop).await;
     }
 
     /// SIGKILL to the group now.
     pub async fn kill(&mut self) {
-        self.send("kill\n").await;
+        self.send(&ToGuard::Kill).await;
     }
 
-    async fn send(&mut self, msg: &str) {
+    async fn send(&mut self, message: &ToGuard) {
         if self.ended.is_none() {
             // A failed write means the guard is gone; wait() will report it.
-            let _ = self.control.write_all(msg.as_bytes()).await;
+            let _ = self.control.write_all(&message.line()).await;
         }
     }
 
@@ -291,7 +261,7 @@ impl Child {
         }
         let (exit, cause) = loop {
             match self.events.recv().await {
-                Some(Event::Exited(exit, cause)) => break (exit, cause),
+                Some(FromGuard::Exited { exit, cause }) => break (exit, cause),
                 Some(_) => {}
                 None => {
                     // The guard died without reporting (killed by hand, OOM): its direct child died with it
@@ -393,39 +363,17 @@ impl Guard {
     }
 }
 
-async fn read_events(read: tokio::net::unix::OwnedReadHalf, tx: mpsc::UnboundedSender<Event>) {
+/// Passes on what the guard says, until it closes its end. A line this binary does not know is
+/// skipped (both ends are the same binary: there is none).
+async fn read_events(read: tokio::net::unix::OwnedReadHalf, tx: mpsc::UnboundedSender<FromGuard>) {
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let mut words = line.splitn(2, ' ');
-        let event = match (words.next(), words.next()) {
-            (Some("guard"), Some(pid)) => pid.trim().parse().ok().map(Event::Guard),
-            (Some("started"), Some(pid)) => pid.trim().parse().ok().map(Event::Started),
-            (Some("failed"), Some(why)) => Some(Event::Failed(why.to_owned())),
-            (Some("refused"), why) => Some(Event::Refused(why.unwrap_or_default().to_owned())),
-            (Some("exited"), Some(rest)) => Some(parse_exited(rest)),
-            _ => None,
-        };
-        if let Some(event) = event {
-            if tx.send(event).is_err() {
+        if let Some(message) = FromGuard::parse(&line) {
+            if tx.send(message).is_err() {
                 return;
             }
         }
     }
-}
-
-fn parse_exited(rest: &str) -> Event {
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    let number = words.get(1).and_then(|n| n.parse().ok());
-    let exit = match (words.first(), number) {
-        (Some(&"code"), Some(c)) => Exit::Code(c),
-        (Some(&"signal"), Some(s)) => Exit::Signal(s),
-        _ => Exit::Unknown,
-    };
-    let cause = words
-        .get(2)
-        .and_then(|c| Cause::parse(c))
-        .unwrap_or(Cause::Itself);
-    Event::Exited(exit, cause)
 }
 
 #[cfg(test)]
@@ -459,17 +407,5 @@ mod tests {
         assert!(warnings[1].starts_with("worker \"c\": "));
         let root = crate::process::guard::Ids { root: true, ..ids };
         assert!(switch_warnings_for(&config, root).is_empty());
-    }
-
-    #[test]
-    fn exited_lines_parse() {
-        let Event::Exited(exit, cause) = parse_exited("signal 9 lease") else {
-            panic!()
-        };
-        assert_eq!((exit, cause), (Exit::Signal(9), Cause::Lease));
-        let Event::Exited(exit, cause) = parse_exited("code 3 self") else {
-            panic!()
-        };
-        assert_eq!((exit, cause), (Exit::Code(3), Cause::Itself));
     }
 }

@@ -19,9 +19,9 @@
 //! [`Request`] in JSON, with descriptors as `SCM_RIGHTS`. [`Request::Guard`] carries the guard's
 //! control socket, the write ends of the child's stdout and stderr pipes and, if there is one, the
 //! session's deadline page. The forked guard puts them on fds 0, 1, 2 and 3, closes everything else,
-//! takes a process group of its own and runs [`crate::process::guard::main`], which reads its spec from the
-//! control socket as before. Nothing comes back on the request socket: the guard reports on its
-//! control socket, and if the fork fails the spawner writes `failed ...` there itself.
+//! takes a process group of its own and runs [`crate::process::guard::main`], which reads its spec
+//! from the control socket as before. Nothing comes back on the request socket: the guard reports on
+//! its control socket, and if the fork fails the spawner writes [`FromGuard::Failed`] there itself.
 //! [`Request::Sweep`] carries one socket, on which the spawner answers when the sweep is done (see
 //! below).
 //!
@@ -82,7 +82,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, Interest};
 
-use crate::process::guard::{children_of, descendants_of};
+use super::guard::{children_of, descendants_of};
+use super::protocol::FromGuard;
 
 /// The target of the spawner's log events, as it was before the module moved under `process`:
 /// operators filter on it (`RUST_LOG=zk_supervise::spawner=debug`).
@@ -123,7 +124,7 @@ pub fn main() -> i32 {
     // Started through /proc/self/exe, the kernel names it `exe` (in `top`, `ps -e`, `pgrep`); the guards
     // inherit the name.
     let _ = nix::sys::prctl::set_name(c"zk-supervise");
-    for sig in crate::process::guard::IGNORED {
+    for sig in super::guard::IGNORED {
         // SAFETY: SIG_IGN installs no handler code.
         let _ = unsafe { signal::signal(sig, SigHandler::SigIgn) };
     }
@@ -310,7 +311,8 @@ fn fork_guard(fds: &[OwnedFd]) -> Option<Pid> {
         }
         Ok(ForkResult::Parent { child }) => Some(child),
         Err(e) => {
-            let _ = nix::unistd::write(&fds[0], format!("failed fork a guard: {e}\n").as_bytes());
+            let why = format!("fork a guard: {e}");
+            let _ = nix::unistd::write(&fds[0], &FromGuard::Failed { why }.line());
             None
         }
     }

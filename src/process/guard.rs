@@ -93,12 +93,175 @@ struct Guard {
     deadline: Stamp,
     /// The session's shared deadline page, read whenever the guard wakes up.
     view: Option<&'static DeadlineView>,
-    /// When a requested stop turns into SIGKILL.
-    kill_at: Option<Stamp>,
-    /// Whether the stop signal went to the group, and why.
-    stopping: Option<Cause>,
-    killed: bool,
-    status: Option<WaitStatus>,
+    /// Where the guard is in ending the child.
+    state: State,
+}
+
+/// Where the guard is in ending its child, and the child's status once it is reaped.
+///
+/// A pure step function: each transition takes the time, the lease deadline `K` and the grace period
+/// as arguments, and returns the signals the guard must now send ([`Signals`]); the guard sends them.
+/// `K` is not part of the state: renewals move it, only forward, whatever the state. The guard's
+/// loop leaves, and reports, once the child's status is known and its whole tree is gone, in
+/// whichever state that happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Intermediate: the child runs and has been sent nothing. Left for [`State::Stopping`] by a stop
+    /// request ([`Cause::Stop`]), by `K - grace` ([`Cause::Lease`]) or by the child's own exit
+    /// ([`Cause::Itself`]: the rest of its tree gets the stop signal); for [`State::Killed`] by a kill
+    /// request, or the supervisor's end.
+    Running,
+    /// Intermediate: the stop signal went to the child's tree because of `cause`; SIGKILL follows at
+    /// `kill_at` (the grace period after the stop signal, never later than `K`), or at `K` if a
+    /// renewal came since. `exit` is the child's status once it is reaped. Left for
+    /// [`State::Killed`] at `kill_at`, at `K`, or by a kill request; a stop request only brings
+    /// `kill_at` forward if that is sooner.
+    Stopping {
+        cause: Cause,
+        kill_at: Stamp,
+        exit: Option<WaitStatus>,
+    },
+    /// Terminal: SIGKILL went to the child's tree; `cause` is why the stop began ([`Cause::Stop`]
+    /// for a kill request while running). Nothing leaves it: a new kill request only sends SIGKILL
+    /// again, to whatever the tree has grown since. The guard reports once `exit` is known and the
+    /// tree is gone.
+    Killed {
+        cause: Cause,
+        exit: Option<WaitStatus>,
+    },
+}
+
+/// What a transition of [`State`] asks the guard to send to the child's tree, in this order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Signals {
+    /// The worker's stop signal.
+    stop: bool,
+    /// SIGKILL.
+    kill: bool,
+}
+
+impl Signals {
+    const NONE: Signals = Signals {
+        stop: false,
+        kill: false,
+    };
+    const STOP: Signals = Signals {
+        stop: true,
+        kill: false,
+    };
+    const KILL: Signals = Signals {
+        stop: false,
+        kill: true,
+    };
+}
+
+impl State {
+    /// The supervisor asked for a graceful stop at `now`.
+    fn stop_requested(&mut self, now: Stamp, k: Stamp, grace: Duration) -> Signals {
+        let at = now.plus(grace).min(k);
+        match self {
+            State::Running => {
+                *self = State::Stopping {
+                    cause: Cause::Stop,
+                    kill_at: at,
+                    exit: None,
+                };
+                Signals::STOP
+            }
+            State::Stopping { kill_at, .. } => {
+                *kill_at = (*kill_at).min(at);
+                Signals::NONE
+            }
+            State::Killed { .. } => Signals::NONE,
+        }
+    }
+
+    /// The supervisor asked for SIGKILL now, or is gone.
+    fn kill_requested(&mut self) -> Signals {
+        let (cause, exit) = match *self {
+            State::Running => (Cause::Stop, None),
+            State::Stopping { cause, exit, .. } | State::Killed { cause, exit } => (cause, exit),
+        };
+        *self = State::Killed { cause, exit };
+        Signals::KILL
+    }
+
+    /// The guard woke up at `now`: the stop signal at `K - grace`, SIGKILL at `kill_at` or `K`.
+    /// Both at once if the guard wakes past both (a host resumed from suspend).
+    fn tick(&mut self, now: Stamp, k: Stamp, grace: Duration) -> Signals {
+        let mut signals = Signals::NONE;
+        if *self == State::Running && now >= k.minus(grace) {
+            *self = State::Stopping {
+                cause: Cause::Lease,
+                kill_at: now.plus(grace).min(k),
+                exit: None,
+            };
+            signals.stop = true;
+        }
+        if let State::Stopping {
+            cause,
+            kill_at,
+            exit,
+        } = *self
+        {
+            if now >= k || now >= kill_at {
+                *self = State::Killed { cause, exit };
+                signals.kill = true;
+            }
+        }
+        signals
+    }
+
+    /// The child was reaped at `now` with `status`. If nothing had stopped it, the rest of its group
+    /// and whatever left the group follow it (SPEC §5: no process of the group outlives the child),
+    /// with the same grace.
+    fn child_exited(
+        &mut self,
+        status: WaitStatus,
+        now: Stamp,
+        k: Stamp,
+        grace: Duration,
+    ) -> Signals {
+        match self {
+            State::Running => {
+                *self = State::Stopping {
+                    cause: Cause::Itself,
+                    kill_at: now.plus(grace).min(k),
+                    exit: Some(status),
+                };
+                Signals::STOP
+            }
+            State::Stopping { exit, .. } | State::Killed { exit, .. } => {
+                *exit = Some(status);
+                Signals::NONE
+            }
+        }
+    }
+
+    /// When [`State::tick`] has something to do next; `None` once SIGKILL went out.
+    fn next_action(&self, k: Stamp, grace: Duration) -> Option<Stamp> {
+        match *self {
+            State::Running => Some(k.minus(grace)),
+            State::Stopping { kill_at, .. } => Some(kill_at.min(k)),
+            State::Killed { .. } => None,
+        }
+    }
+
+    /// The child's status, once it is reaped.
+    fn exit(&self) -> Option<WaitStatus> {
+        match *self {
+            State::Running => None,
+            State::Stopping { exit, .. } | State::Killed { exit, .. } => exit,
+        }
+    }
+
+    /// Why the child ended, as reported.
+    fn cause(&self) -> Cause {
+        match *self {
+            State::Running => Cause::Itself,
+            State::Stopping { cause, .. } | State::Killed { cause, .. } => cause,
+        }
+    }
 }
 
 impl Guard {
@@ -207,10 +370,7 @@ impl Guard {
             grace: Duration::from_millis(spec.grace_ms),
             deadline: lease.deadline,
             view,
-            kill_at: None,
-            stopping: None,
-            killed: false,
-            status: None,
+            state: State::Running,
         })
     }
 
@@ -222,7 +382,8 @@ impl Guard {
             }
             self.act_on_deadlines();
             self.reap();
-            if self.status.is_some() && group_is_gone(self.child) && own_children().is_empty() {
+            if self.state.exit().is_some() && group_is_gone(self.child) && own_children().is_empty()
+            {
                 // The child, its group and every process that left the group are gone.
                 return self.report();
             }
@@ -247,7 +408,8 @@ impl Guard {
             }
             if control_ready && !self.read_control() {
                 // The supervisor is gone: nobody will renew the lease or read our report.
-                self.kill_now();
+                let signals = self.state.kill_requested();
+                self.send(signals);
                 self.wait_group_gone();
                 self.kill_descendants();
                 return 0;
@@ -278,15 +440,14 @@ impl Guard {
                 self.deadline = self.deadline.max(Stamp(deadline_ns));
             }
             ToGuard::Stop => {
-                if self.stopping.is_none() {
-                    self.signal_group(self.stop_signal, Cause::Stop);
-                }
-                let at = Stamp::now().plus(self.grace).min(self.deadline);
-                self.kill_at = Some(self.kill_at.map_or(at, |k| k.min(at)));
+                let signals = self
+                    .state
+                    .stop_requested(Stamp::now(), self.deadline, self.grace);
+                self.send(signals);
             }
             ToGuard::Kill => {
-                self.stopping.get_or_insert(Cause::Stop);
-                self.kill_now();
+                let signals = self.state.kill_requested();
+                self.send(signals);
             }
             // Only the first message is a spec.
             ToGuard::Spec(_) => {}
@@ -294,12 +455,18 @@ impl Guard {
     }
 
     fn act_on_deadlines(&mut self) {
-        let now = Stamp::now();
-        if self.stopping.is_none() && now >= self.deadline.minus(self.grace) {
-            self.signal_group(self.stop_signal, Cause::Lease);
+        let signals = self.state.tick(Stamp::now(), self.deadline, self.grace);
+        self.send(signals);
+    }
+
+    /// Sends what a transition asked for.
+    fn send(&mut self, signals: Signals) {
+        if signals.stop {
+            self.signal_tree(self.stop_signal);
         }
-        if !self.killed && (now >= self.deadline || self.kill_at.is_some_and(|k| now >= k)) {
-            self.kill_now();
+        if signals.kill {
+            let _ = killpg(self.child, Signal::SIGKILL);
+            self.kill_descendants();
         }
     }
 
@@ -307,7 +474,7 @@ impl Guard {
     /// resumes past the deadline acts at once); returns a poll timeout for the one case the timer cannot
     /// serve (waiting for the rest of a group, polled every 20 ms).
     fn arm_timer(&self) -> PollTimeout {
-        let next = self.next_action();
+        let next = self.state.next_action(self.deadline, self.grace);
         let armed = match next {
             None => self.timer.unset(),
             Some(at) => {
@@ -327,26 +494,11 @@ impl Guard {
                     .unwrap_or(PollTimeout::MAX)
             });
         }
-        if self.status.is_some() {
+        if self.state.exit().is_some() {
             PollTimeout::from(20u8)
         } else {
             PollTimeout::NONE
         }
-    }
-
-    fn next_action(&self) -> Option<Stamp> {
-        let mut next = None::<Stamp>;
-        let mut consider = |s: Stamp| next = Some(next.map_or(s, |n: Stamp| n.min(s)));
-        if self.stopping.is_none() {
-            consider(self.deadline.minus(self.grace));
-        }
-        if !self.killed {
-            consider(self.deadline);
-            if let Some(k) = self.kill_at {
-                consider(k);
-            }
-        }
-        next
     }
 
     /// Sends `sig` to the child's process group, and to every descendant that is not in it: the child
@@ -354,8 +506,7 @@ impl Guard {
     /// `setsid --wait` wrapper's command, `sudo`'s with a pty, a daemonized grandchild). Without that,
     /// those would get no stop signal at all, only SIGKILL at the end of the grace period. As systemd
     /// does for a unit's cgroup, every process of the child's tree gets the stop signal.
-    fn signal_group(&mut self, sig: Signal, cause: Cause) {
-        self.stopping = Some(cause);
+    fn signal_tree(&self, sig: Signal) {
         // Read the tree before signalling the group: a process of the group that dies of the signal
         // hands its children on to the guard, and one in the middle of that move would be missed.
         let outside: Vec<Pid> = descendants_of(Pid::this())
@@ -366,15 +517,6 @@ impl Guard {
         for pid in outside {
             let _ = kill(pid, sig);
         }
-        if self.kill_at.is_none() {
-            self.kill_at = Some(Stamp::now().plus(self.grace).min(self.deadline));
-        }
-    }
-
-    fn kill_now(&mut self) {
-        self.killed = true;
-        let _ = killpg(self.child, Signal::SIGKILL);
-        self.kill_descendants();
     }
 
     /// Reaps every child that has ended: the main child (recording its status) and re-parented orphans.
@@ -384,14 +526,13 @@ impl Guard {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(status) => {
                     if status.pid() == Some(self.child) {
-                        self.status = Some(status);
-                        // The main process ended: the rest of its group, and whatever left the group,
-                        // follows it (SPEC §5: no process of the group outlives the child), with the same
-                        // grace.
-                        if self.stopping.is_none() {
-                            self.kill_at = Some(Stamp::now().plus(self.grace).min(self.deadline));
-                            self.signal_group(self.stop_signal, Cause::Itself);
-                        }
+                        let signals = self.state.child_exited(
+                            status,
+                            Stamp::now(),
+                            self.deadline,
+                            self.grace,
+                        );
+                        self.send(signals);
                     }
                 }
             }
@@ -400,7 +541,7 @@ impl Guard {
 
     fn wait_group_gone(&mut self) {
         let until = Stamp::now().plus(Duration::from_secs(5));
-        while !(self.status.is_some() && group_is_gone(self.child)) && Stamp::now() < until {
+        while !(self.state.exit().is_some() && group_is_gone(self.child)) && Stamp::now() < until {
             self.reap();
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -424,12 +565,12 @@ impl Guard {
     }
 
     fn report(&mut self) -> i32 {
-        let exit = match self.status {
+        let exit = match self.state.exit() {
             Some(WaitStatus::Exited(_, code)) => Exit::Code(code),
             Some(WaitStatus::Signaled(_, sig, _)) => Exit::Signal(sig as i32),
             _ => Exit::Unknown,
         };
-        let cause = self.stopping.unwrap_or(Cause::Itself);
+        let cause = self.state.cause();
         let _ = self.control.set_nonblocking(false);
         let _ = self
             .control
@@ -845,6 +986,171 @@ fn too_big(spec: &Spec, user: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `secs` seconds on the lease's clock.
+    fn at(secs: u64) -> Stamp {
+        Stamp(secs * 1_000_000_000)
+    }
+
+    const GRACE: Duration = Duration::from_secs(5);
+
+    fn exited(code: i32) -> WaitStatus {
+        WaitStatus::Exited(Pid::from_raw(42), code)
+    }
+
+    /// A stop request sends the stop signal once, and SIGKILL when the grace period is over; a
+    /// second request neither signals again nor postpones the SIGKILL.
+    #[test]
+    fn a_stop_request_signals_once_and_kills_after_the_grace_period() {
+        let k = at(100);
+        let mut state = State::Running;
+        assert_eq!(state.next_action(k, GRACE), Some(at(95)));
+        assert_eq!(state.stop_requested(at(10), k, GRACE), Signals::STOP);
+        assert_eq!(
+            state,
+            State::Stopping {
+                cause: Cause::Stop,
+                kill_at: at(15),
+                exit: None
+            }
+        );
+        assert_eq!(state.next_action(k, GRACE), Some(at(15)));
+        assert_eq!(state.stop_requested(at(12), k, GRACE), Signals::NONE);
+        assert_eq!(state.next_action(k, GRACE), Some(at(15)));
+        assert_eq!(state.tick(at(14), k, GRACE), Signals::NONE);
+        assert_eq!(state.tick(at(15), k, GRACE), Signals::KILL);
+        assert_eq!(
+            state,
+            State::Killed {
+                cause: Cause::Stop,
+                exit: None
+            }
+        );
+        assert_eq!(state.next_action(k, GRACE), None);
+        assert_eq!(state.tick(at(200), k, GRACE), Signals::NONE);
+        assert_eq!(state.stop_requested(at(20), k, GRACE), Signals::NONE);
+        assert_eq!(state.exit(), None);
+        assert_eq!(
+            state.child_exited(exited(0), at(16), k, GRACE),
+            Signals::NONE
+        );
+        assert_eq!(state.exit(), Some(exited(0)));
+        assert_eq!(state.cause(), Cause::Stop);
+    }
+
+    /// A stop request near the end of the lease gets less than the grace period: SIGKILL at `K`.
+    #[test]
+    fn a_stop_never_outlasts_the_lease() {
+        let mut state = State::Running;
+        assert_eq!(state.stop_requested(at(10), at(12), GRACE), Signals::STOP);
+        assert_eq!(state.next_action(at(12), GRACE), Some(at(12)));
+        assert_eq!(state.tick(at(12), at(12), GRACE), Signals::KILL);
+    }
+
+    /// Without renewals, the stop signal goes at `K - grace` and SIGKILL at `K`; a renewal that
+    /// comes after the stop signal does not take the SIGKILL back.
+    #[test]
+    fn the_lease_stops_at_k_minus_grace_and_kills_at_k() {
+        let mut state = State::Running;
+        assert_eq!(state.tick(at(94), at(100), GRACE), Signals::NONE);
+        // A renewal before K - grace moves everything.
+        assert_eq!(state.next_action(at(110), GRACE), Some(at(105)));
+        assert_eq!(state.tick(at(100), at(110), GRACE), Signals::NONE);
+        assert_eq!(state.tick(at(105), at(110), GRACE), Signals::STOP);
+        assert_eq!(
+            state,
+            State::Stopping {
+                cause: Cause::Lease,
+                kill_at: at(110),
+                exit: None
+            }
+        );
+        // Renewed too late: the child is already stopping, and its grace period ends as it would.
+        assert_eq!(state.next_action(at(200), GRACE), Some(at(110)));
+        assert_eq!(state.tick(at(109), at(200), GRACE), Signals::NONE);
+        assert_eq!(state.tick(at(110), at(200), GRACE), Signals::KILL);
+        assert_eq!(state.cause(), Cause::Lease);
+    }
+
+    /// A guard that wakes past `K` (a host resumed from suspend) sends both at once: the stop
+    /// signal, then SIGKILL.
+    #[test]
+    fn waking_past_k_sends_the_stop_signal_and_sigkill() {
+        let mut state = State::Running;
+        assert_eq!(
+            state.tick(at(101), at(100), GRACE),
+            Signals {
+                stop: true,
+                kill: true
+            }
+        );
+        assert_eq!(
+            state,
+            State::Killed {
+                cause: Cause::Lease,
+                exit: None
+            }
+        );
+    }
+
+    /// The child's own exit stops the rest of its tree with the same grace (never past `K`), and is
+    /// reported as `self`.
+    #[test]
+    fn the_childs_own_exit_stops_the_rest_of_its_tree() {
+        let mut state = State::Running;
+        assert_eq!(
+            state.child_exited(exited(3), at(10), at(100), GRACE),
+            Signals::STOP
+        );
+        assert_eq!(
+            state,
+            State::Stopping {
+                cause: Cause::Itself,
+                kill_at: at(15),
+                exit: Some(exited(3))
+            }
+        );
+        // A stop request now changes neither the cause nor the end of the grace period.
+        assert_eq!(state.stop_requested(at(11), at(100), GRACE), Signals::NONE);
+        assert_eq!(state.cause(), Cause::Itself);
+        assert_eq!(state.tick(at(15), at(100), GRACE), Signals::KILL);
+        assert_eq!(state.exit(), Some(exited(3)));
+
+        let mut late = State::Running;
+        late.child_exited(exited(0), at(98), at(100), GRACE);
+        assert_eq!(late.next_action(at(100), GRACE), Some(at(100)));
+    }
+
+    /// A kill request sends SIGKILL in every state, keeps why the stop began and what is known of
+    /// the exit, and is reported as `stop` when nothing else had stopped the child.
+    #[test]
+    fn a_kill_request_kills_now_in_every_state() {
+        let mut running = State::Running;
+        assert_eq!(running.kill_requested(), Signals::KILL);
+        assert_eq!(
+            running,
+            State::Killed {
+                cause: Cause::Stop,
+                exit: None
+            }
+        );
+        let mut stopping = State::Stopping {
+            cause: Cause::Lease,
+            kill_at: at(15),
+            exit: Some(exited(1)),
+        };
+        assert_eq!(stopping.kill_requested(), Signals::KILL);
+        assert_eq!(
+            stopping,
+            State::Killed {
+                cause: Cause::Lease,
+                exit: Some(exited(1))
+            }
+        );
+        // Again: SIGKILL once more, to whatever the tree has grown since.
+        assert_eq!(stopping.kill_requested(), Signals::KILL);
+        assert_eq!(stopping.cause(), Cause::Lease);
+    }
 
     fn spec(argv: &[&str]) -> Spec {
         // A user to look up, as a worker with `user` has: the lookups come before the last check.

@@ -76,7 +76,8 @@ pub fn main() -> i32 {
     let control = UnixStream::from(unsafe { OwnedFd::from_raw_fd(0) });
     match Guard::start(control) {
         Ok(mut guard) => guard.run(),
-        Err(()) => 1,
+        // Reported on the control socket, if anyone listens: the guard writes nowhere else.
+        Err(_) => 1,
     }
 }
 
@@ -264,39 +265,97 @@ impl State {
     }
 }
 
+/// Why a guard started no child.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// The control socket closed, or its first line was no spec: nobody to tell.
+    #[error("no spec on the control socket")]
+    NoSpec,
+    /// The lease no longer holds for the grace period: not a failure of the command. Says what the
+    /// guard saw ([`LeaseAtExec::refusal`]).
+    #[error("{0}")]
+    Refused(String),
+    /// The command could not be started, or the guard could not prepare to watch it.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StartError {
+    /// What the supervisor is told, if anyone is listening.
+    fn report(&self) -> Option<FromGuard> {
+        match self {
+            StartError::NoSpec => None,
+            StartError::Refused(why) => Some(FromGuard::Refused { why: why.clone() }),
+            // One line in the supervisor's log, whatever the message holds.
+            StartError::Failed(why) => Some(FromGuard::Failed {
+                why: why.replace('\n', " "),
+            }),
+        }
+    }
+}
+
+/// What [`Guard::start`] prepared, besides the control socket and what was read from it.
+struct Started {
+    sigchld: SignalFd,
+    timer: TimerFd,
+    child: Pid,
+    stop_signal: Signal,
+    grace: Duration,
+    deadline: Stamp,
+    view: Option<&'static DeadlineView>,
+}
+
 impl Guard {
-    /// Reads the spec and starts the child; on failure reports [`FromGuard::Failed`] (or [`FromGuard::Refused`] when
-    /// the lease no longer holds for the grace period) and returns `Err`.
-    fn start(mut control: UnixStream) -> Result<Guard, ()> {
-        // First of all, who we are: should this guard be killed before it reports the child's end, the
-        // supervisor asks the spawner to sweep what came back to it from this pid (see `crate::process::spawner`).
+    /// Reads the spec and starts the child.
+    ///
+    /// # Errors
+    /// Why no child runs, after reporting it on the control socket ([`FromGuard::Failed`], or
+    /// [`FromGuard::Refused`] when the lease no longer holds for the grace period).
+    fn start(mut control: UnixStream) -> Result<Guard, StartError> {
+        // First of all, who we are: should this guard be killed before it reports the child's end,
+        // the supervisor asks the spawner to sweep what came back to it from this pid (see
+        // `crate::process::spawner`).
         #[allow(clippy::cast_possible_wrap)]
         let pid = std::process::id() as i32;
         let _ = control.write_all(&FromGuard::Guard { pid }.line());
         let mut inbox = Inbox::default();
+        match Guard::start_child(&mut control, &mut inbox) {
+            Ok(started) => Ok(Guard {
+                control,
+                inbox,
+                sigchld: started.sigchld,
+                timer: started.timer,
+                child: started.child,
+                stop_signal: started.stop_signal,
+                grace: started.grace,
+                deadline: started.deadline,
+                view: started.view,
+                state: State::Running,
+            }),
+            Err(e) => {
+                if let Some(report) = e.report() {
+                    let _ = control.write_all(&report.line());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Guard::start`] up to its report: reads the spec, checks the lease, prepares the guard's
+    /// descriptors and starts the child, and says [`FromGuard::Started`].
+    fn start_child(control: &mut UnixStream, inbox: &mut Inbox) -> Result<Started, StartError> {
         let asked = std::time::Instant::now();
-        let spec = match inbox.recv(&mut control) {
-            Ok(Some(Some(ToGuard::Spec(spec)))) => spec,
-            _ => return Err(()),
-        };
-        let fail = |control: &mut UnixStream, why: String| {
-            // One line in the supervisor's log, whatever the message holds.
-            let why = why.replace('\n', " ");
-            let _ = control.write_all(&FromGuard::Failed { why }.line());
+        let Ok(Some(Some(ToGuard::Spec(spec)))) = inbox.recv(control) else {
+            return Err(StartError::NoSpec);
         };
         let view = if spec.shared_deadline {
             // SAFETY: the supervisor put the session's deadline page on fd 3; it is ours alone.
             let fd = unsafe { OwnedFd::from_raw_fd(3) };
             let view = DeadlineView::map(fd.as_fd());
             drop(fd); // the mapping stays; the child must not inherit the descriptor
-            match view {
-                // Never unmapped: the forked child reads it too, just before `exec`.
-                Ok(v) => Some(&*Box::leak(Box::new(v))),
-                Err(e) => {
-                    fail(&mut control, format!("map the lease page: {e}"));
-                    return Err(());
-                }
-            }
+            let view = view.map_err(|e| StartError::Failed(format!("map the lease page: {e}")))?;
+            // Never unmapped: the forked child reads it too, just before `exec`.
+            Some(&*Box::leak(Box::new(view)))
         } else {
             None
         };
@@ -307,9 +366,7 @@ impl Guard {
         };
         let spec_took = asked.elapsed();
         if !lease.holds() {
-            let why = lease.refusal(spec_took);
-            let _ = control.write_all(&FromGuard::Refused { why }.line());
-            return Err(());
+            return Err(StartError::Refused(lease.refusal(spec_took)));
         }
         let stop_signal = Signal::try_from(spec.stop_signal).unwrap_or(Signal::SIGTERM);
         for sig in IGNORED {
@@ -318,51 +375,29 @@ impl Guard {
         }
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
-        let sigchld = mask.thread_block().and_then(|()| {
-            SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        });
-        let sigchld = match sigchld {
-            Ok(fd) => fd,
-            Err(e) => {
-                fail(&mut control, format!("signalfd: {e}"));
-                return Err(());
-            }
-        };
+        let sigchld = mask
+            .thread_block()
+            .and_then(|()| {
+                SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            })
+            .map_err(|e| StartError::Failed(format!("signalfd: {e}")))?;
         let timer_flags = TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK;
-        let timer = match TimerFd::new(TimerClock::CLOCK_BOOTTIME, timer_flags) {
-            Ok(t) => t,
-            Err(e) => {
-                fail(&mut control, format!("timerfd: {e}"));
-                return Err(());
-            }
-        };
-        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-            fail(&mut control, format!("PR_SET_CHILD_SUBREAPER: {e}"));
-            return Err(());
-        }
-        let child = match spawn(&spec, lease) {
-            Ok(pid) => pid,
-            Err(NotStarted::Lease) => {
-                let why = lease.refusal(spec_took);
-                let _ = control.write_all(&FromGuard::Refused { why }.line());
-                return Err(());
-            }
-            Err(NotStarted::Failed(why)) => {
-                fail(&mut control, why);
-                return Err(());
-            }
-        };
+        let timer = TimerFd::new(TimerClock::CLOCK_BOOTTIME, timer_flags)
+            .map_err(|e| StartError::Failed(format!("timerfd: {e}")))?;
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| StartError::Failed(format!("PR_SET_CHILD_SUBREAPER: {e}")))?;
+        let child = spawn(&spec, lease).map_err(|e| match e {
+            NotStarted::Lease => StartError::Refused(lease.refusal(spec_took)),
+            NotStarted::Failed(why) => StartError::Failed(why),
+        })?;
         #[allow(clippy::cast_sign_loss)]
         let pid = child.as_raw() as u32;
         let _ = control.write_all(&FromGuard::Started { pid }.line());
         if let Err(e) = control.set_nonblocking(true) {
             let _ = killpg(child, Signal::SIGKILL);
-            fail(&mut control, format!("control socket: {e}"));
-            return Err(());
+            return Err(StartError::Failed(format!("control socket: {e}")));
         }
-        Ok(Guard {
-            control,
-            inbox,
+        Ok(Started {
             sigchld,
             timer,
             child,
@@ -370,7 +405,6 @@ impl Guard {
             grace: Duration::from_millis(spec.grace_ms),
             deadline: lease.deadline,
             view,
-            state: State::Running,
         })
     }
 

@@ -742,6 +742,22 @@ pub(crate) struct Credentials {
     home: Option<(std::path::PathBuf, String)>,
 }
 
+/// Why `user` or `group` cannot be resolved.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CredentialsError {
+    #[error("unknown user \"{0}\"")]
+    UnknownUser(String),
+    #[error("unknown group \"{0}\"")]
+    UnknownGroup(String),
+    /// The name service failed (LDAP or SSSD unreachable, say), not "no such user".
+    #[error("user \"{0}\": {1}")]
+    UserLookup(String, Errno),
+    #[error("group \"{0}\": {1}")]
+    GroupLookup(String, Errno),
+    #[error("user name has a NUL byte")]
+    NulInUserName,
+}
+
 /// A numeric `user` or `group` (`"1000"`): an id, taken as is even when no passwd or group entry has
 /// it (as `chown 1000` and systemd's `User=` take it).
 fn numeric_id(name: &str) -> Option<u32> {
@@ -761,7 +777,7 @@ fn numeric_id(name: &str) -> Option<u32> {
 pub(crate) fn credentials(
     user: Option<&str>,
     group: Option<&str>,
-) -> Result<Option<Credentials>, String> {
+) -> Result<Option<Credentials>, CredentialsError> {
     let user = match user {
         None => None,
         Some(name) => match numeric_id(name) {
@@ -780,12 +796,12 @@ pub(crate) fn credentials(
                         home: Some(("/".into(), name.to_owned())),
                     }));
                 }
-                Err(e) => return Err(format!("user \"{name}\": {e}")),
+                Err(e) => return Err(CredentialsError::UserLookup(name.to_owned(), e)),
             },
             None => match User::from_name(name) {
                 Ok(Some(u)) => Some(u),
-                Ok(None) => return Err(format!("unknown user \"{name}\"")),
-                Err(e) => return Err(format!("user \"{name}\": {e}")),
+                Ok(None) => return Err(CredentialsError::UnknownUser(name.to_owned())),
+                Err(e) => return Err(CredentialsError::UserLookup(name.to_owned(), e)),
             },
         },
     };
@@ -801,7 +817,7 @@ pub(crate) fn credentials(
         (Some(u), group) => {
             let gid = group.unwrap_or(u.gid);
             let cname =
-                CString::new(u.name.clone()).map_err(|_| "user name has a NUL byte".to_owned())?;
+                CString::new(u.name.clone()).map_err(|_| CredentialsError::NulInUserName)?;
             let mut groups = nix::unistd::getgrouplist(&cname, gid).unwrap_or_else(|_| vec![gid]);
             if !groups.contains(&gid) {
                 groups.insert(0, gid);
@@ -817,14 +833,14 @@ pub(crate) fn credentials(
 }
 
 /// A `group` by name, or by number even without a group entry.
-fn resolve_group(name: &str) -> Result<Gid, String> {
+fn resolve_group(name: &str) -> Result<Gid, CredentialsError> {
     if let Some(id) = numeric_id(name) {
         return Ok(Gid::from_raw(id));
     }
     match Group::from_name(name) {
         Ok(Some(g)) => Ok(g.gid),
-        Ok(None) => Err(format!("unknown group \"{name}\"")),
-        Err(e) => Err(format!("group \"{name}\": {e}")),
+        Ok(None) => Err(CredentialsError::UnknownGroup(name.to_owned())),
+        Err(e) => Err(CredentialsError::GroupLookup(name.to_owned(), e)),
     }
 }
 
@@ -887,8 +903,8 @@ fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> {
             Err(e) => return Err(NotStarted::Failed(format!("working_dir {dir}: {e}"))),
         }
     }
-    let creds =
-        credentials(spec.user.as_deref(), spec.group.as_deref()).map_err(NotStarted::Failed)?;
+    let creds = credentials(spec.user.as_deref(), spec.group.as_deref())
+        .map_err(|e| NotStarted::Failed(e.to_string()))?;
     if let Some(why) = creds.as_ref().and_then(|c| {
         needs_root(
             c,
@@ -1285,8 +1301,11 @@ mod tests {
             root.home.as_ref().map(|(_, name)| name.as_str()),
             Some("root")
         );
-        assert!(credentials(Some("zk-supervise-no-such-user"), None)
-            .is_err_and(|e| e == "unknown user \"zk-supervise-no-such-user\""));
+        let unknown = credentials(Some("zk-supervise-no-such-user"), None).unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "unknown user \"zk-supervise-no-such-user\""
+        );
     }
 
     /// Issue 12, 7: a daemon that is not root cannot switch users; the spawn error says so rather

@@ -36,7 +36,7 @@ mod output;
 mod protocol;
 pub(crate) mod spawner;
 
-pub use health::run_check;
+pub use health::{run_check, CheckError};
 pub use protocol::{Cause, Exit};
 
 /// The spawner's entry point: `zk-supervise __guards` runs it (see [`spawner`]) instead of the

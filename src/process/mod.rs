@@ -9,6 +9,9 @@
 //! - [`spawner`]: the one process per supervisor that forks the guards, and sweeps after a guard that
 //!   died without reporting;
 //! - `protocol`: what the supervisor and a guard say to each other;
+//! - `exec`, `credentials`: how the guard starts the child (as its `user` and `group`, the lease
+//!   checked one last time just before `exec`);
+//! - `tree`: the process tree from `/proc`, which the guard and the spawner clean up;
 //! - `output`: the child's stdout and stderr, logged line by line;
 //! - `health`: health checks ([`run_check`]), run under a guard as the child is.
 //!
@@ -30,11 +33,14 @@ use crate::config::WorkerConfig;
 use crate::lease::Stamp;
 use protocol::{FromGuard, Spec, ToGuard};
 
+mod credentials;
+mod exec;
 pub(crate) mod guard;
 mod health;
 mod output;
 mod protocol;
 pub(crate) mod spawner;
+mod tree;
 
 pub use health::{run_check, CheckError};
 pub use protocol::{Cause, Exit};
@@ -51,14 +57,11 @@ pub fn spawner_main() -> i32 {
 /// root. Looks users and groups up (NSS: may block): call it off the event loop.
 #[must_use]
 pub fn user_switch_warnings(config: &crate::config::Config) -> Vec<String> {
-    switch_warnings_for(config, crate::process::guard::Ids::current())
+    switch_warnings_for(config, credentials::Ids::current())
 }
 
 /// [`user_switch_warnings`] for a daemon running with `ids`.
-fn switch_warnings_for(
-    config: &crate::config::Config,
-    ids: crate::process::guard::Ids,
-) -> Vec<String> {
+fn switch_warnings_for(config: &crate::config::Config, ids: credentials::Ids) -> Vec<String> {
     if ids.root {
         return Vec::new();
     }
@@ -74,8 +77,8 @@ fn switch_warnings_for(
                 return None;
             }
             let why = seen.entry((user, group)).or_insert_with(|| {
-                let creds = crate::process::guard::credentials(user, group).ok()??;
-                crate::process::guard::needs_root(&creds, ids, user, group)
+                let creds = credentials::credentials(user, group).ok()??;
+                credentials::needs_root(&creds, ids, user, group)
             });
             Some(format!(
                 "worker \"{}\": {}; its child cannot start on this node",
@@ -390,7 +393,7 @@ mod tests {
                     [[worker]]\nname = \"c\"\ncommand = [\"/bin/c\"]\nuser = \"0\"\n\
                     [[worker]]\nname = \"d\"\ncommand = [\"/bin/d\"]\nuser = \"1000\"\ngroup = \"1000\"\n";
         let config = crate::config::parse(text, std::path::Path::new("w.toml")).expect("valid");
-        let ids = crate::process::guard::Ids {
+        let ids = credentials::Ids {
             root: false,
             uids: [nix::unistd::Uid::from_raw(1000); 2],
             gids: [nix::unistd::Gid::from_raw(1000); 2],
@@ -405,7 +408,7 @@ mod tests {
             warnings[0]
         );
         assert!(warnings[1].starts_with("worker \"c\": "));
-        let root = crate::process::guard::Ids { root: true, ..ids };
+        let root = credentials::Ids { root: true, ..ids };
         assert!(switch_warnings_for(&config, root).is_empty());
     }
 }

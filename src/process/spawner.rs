@@ -82,8 +82,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, Interest};
 
-use super::guard::{children_of, descendants_of};
 use super::protocol::FromGuard;
+use super::tree::{children_of, descendants_of};
 
 /// The target of the spawner's log events, as it was before the module moved under `process`:
 /// operators filter on it (`RUST_LOG=zk_supervise::spawner=debug`).

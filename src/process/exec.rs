@@ -15,7 +15,7 @@ use std::time::Duration;
 use nix::sys::signal::{self, SigHandler, SigSet, Signal};
 use nix::unistd::{Pid, Uid};
 
-use super::credentials::{credentials, needs_root, Ids};
+use super::credentials::{credentials, needs_root, Credentials, Ids};
 use super::protocol::Spec;
 use crate::lease::{DeadlineView, Stamp};
 
@@ -85,6 +85,43 @@ pub(super) fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> 
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(NotStarted::Failed("empty command".into()));
     };
+    let creds = identity(spec, program)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    if let Some(dir) = &spec.working_dir {
+        cmd.current_dir(dir);
+    }
+    if let Some((home, name)) = creds.as_ref().and_then(|c| c.home.as_ref()) {
+        cmd.env("HOME", home).env("USER", name).env("LOGNAME", name);
+    }
+    let as_user = creds.is_some();
+    let guard_pid = nix::unistd::getpid();
+    let nofile = spec.nofile;
+    // SAFETY: the guard is single-threaded, so between fork and exec the child may call anything; the
+    // closure only makes system calls.
+    unsafe {
+        cmd.pre_exec(move || before_exec(creds.as_ref(), nofile, guard_pid, &lease));
+    }
+    match cmd.spawn() {
+        #[allow(clippy::cast_possible_wrap)]
+        Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
+        Err(e) if e.raw_os_error() == Some(LEASE_OVER) => Err(NotStarted::Lease),
+        Err(e) if e.raw_os_error() == Some(nix::libc::E2BIG) => Err(NotStarted::Failed(format!(
+            "spawn {program}: {}",
+            too_big(spec, as_user)
+        ))),
+        Err(e) => Err(NotStarted::Failed(format!("spawn {program}: {e}"))),
+    }
+}
+
+/// What the guard checks before it forks: the working directory is one, and the worker's `user` and
+/// `group` exist and may be taken by this process. Returns the credentials to take, if any.
+fn identity(spec: &Spec, program: &str) -> Result<Option<Credentials>, NotStarted> {
     if let Some(dir) = &spec.working_dir {
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
@@ -108,84 +145,70 @@ pub(super) fn spawn(spec: &Spec, lease: LeaseAtExec) -> Result<Pid, NotStarted> 
     }) {
         return Err(NotStarted::Failed(format!("spawn {program}: {why}")));
     }
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .process_group(0);
-    if let Some(dir) = &spec.working_dir {
-        cmd.current_dir(dir);
+    Ok(creds)
+}
+
+/// In the forked child, between `fork` and `exec`: takes `creds` and the limit on open files, sets
+/// the parent-death signal, checks the lease one last time, and leaves the command nothing of the
+/// guard's (descriptors, signal mask, dispositions). An error stops the `exec`, and the guard's
+/// `spawn` returns it (`LEASE_OVER` for the lease).
+///
+/// Only system calls: it runs in a forked copy of the guard, which is single-threaded.
+fn before_exec(
+    creds: Option<&Credentials>,
+    nofile: Option<u64>,
+    guard_pid: Pid,
+    lease: &LeaseAtExec,
+) -> io::Result<()> {
+    if let Some(c) = creds {
+        if Uid::effective().is_root() {
+            nix::unistd::setgroups(&c.groups)?;
+        }
+        nix::unistd::setgid(c.gid)?;
+        nix::unistd::setuid(c.uid)?;
     }
-    if let Some((home, name)) = creds.as_ref().and_then(|c| c.home.as_ref()) {
-        cmd.env("HOME", home).env("USER", name).env("LOGNAME", name);
+    if let Some(soft) = nofile {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+        setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard)?;
     }
-    let as_user = creds.is_some();
-    let guard_pid = nix::unistd::getpid();
-    let nofile = spec.nofile;
-    // SAFETY: the guard is single-threaded, so between fork and exec the child may call anything; the
-    // closure only makes system calls.
-    unsafe {
-        cmd.pre_exec(move || {
-            if let Some(c) = &creds {
-                if Uid::effective().is_root() {
-                    nix::unistd::setgroups(&c.groups)?;
-                }
-                nix::unistd::setgid(c.gid)?;
-                nix::unistd::setuid(c.uid)?;
-            }
-            if let Some(soft) = nofile {
-                use nix::sys::resource::{getrlimit, setrlimit, Resource};
-                let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-                setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard)?;
-            }
-            // After the credentials: changing them clears the parent-death signal.
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            if nix::unistd::getppid() != guard_pid {
-                // The guard died before PR_SET_PDEATHSIG was in place.
-                return Err(io::Error::other("guard exited"));
-            }
-            // The last moment before the command runs: the lookups above, a `chdir` on a hung
-            // network file system or a busy host may have taken the time the lease had left.
-            if !lease.holds() {
-                return Err(io::Error::from_raw_os_error(LEASE_OVER));
-            }
-            // No descriptor but stdin, stdout and stderr reaches the worker: whatever the supervisor
-            // inherited from its own parent without close-on-exec gets it now. (Marked, not closed:
-            // the pipe that reports a failed exec back to the guard must stay open until the exec.)
-            if nix::libc::syscall(
-                nix::libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                CLOSE_RANGE_CLOEXEC,
-            ) != 0
-            {
-                for fd in 3..1024 {
-                    nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
-                }
-            }
-            // The child starts as a fresh process would: no blocked signals (the guard blocks SIGCHLD for
-            // its signalfd) and default dispositions (the guard ignores job-control and stop signals).
-            SigSet::empty().thread_set_mask()?;
-            for sig in
-                Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
-            {
-                signal::signal(sig, SigHandler::SigDfl)?;
-            }
-            Ok(())
-        });
+    // After the credentials: changing them clears the parent-death signal.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    if nix::unistd::getppid() != guard_pid {
+        // The guard died before PR_SET_PDEATHSIG was in place.
+        return Err(io::Error::other("guard exited"));
     }
-    match cmd.spawn() {
-        #[allow(clippy::cast_possible_wrap)]
-        Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
-        Err(e) if e.raw_os_error() == Some(LEASE_OVER) => Err(NotStarted::Lease),
-        Err(e) if e.raw_os_error() == Some(nix::libc::E2BIG) => Err(NotStarted::Failed(format!(
-            "spawn {program}: {}",
-            too_big(spec, as_user)
-        ))),
-        Err(e) => Err(NotStarted::Failed(format!("spawn {program}: {e}"))),
+    // The last moment before the command runs: the lookups above, a `chdir` on a hung
+    // network file system or a busy host may have taken the time the lease had left.
+    if !lease.holds() {
+        return Err(io::Error::from_raw_os_error(LEASE_OVER));
     }
+    // No descriptor but stdin, stdout and stderr reaches the worker: whatever the supervisor
+    // inherited from its own parent without close-on-exec gets it now. (Marked, not closed:
+    // the pipe that reports a failed exec back to the guard must stay open until the exec.)
+    // SAFETY: marks descriptors close-on-exec; frees nothing and touches no memory.
+    let marked = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if marked != 0 {
+        for fd in 3..1024 {
+            // SAFETY: as above, one descriptor at a time (before Linux 5.11).
+            unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC) };
+        }
+    }
+    // The child starts as a fresh process would: no blocked signals (the guard blocks SIGCHLD for
+    // its signalfd) and default dispositions (the guard ignores job-control and stop signals).
+    SigSet::empty().thread_set_mask()?;
+    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: SIG_DFL installs no handler code.
+        unsafe { signal::signal(sig, SigHandler::SigDfl) }?;
+    }
+    Ok(())
 }
 
 /// Why `execve` said E2BIG ("Argument list too long"), in the kernel's terms: one string over

@@ -368,23 +368,7 @@ impl Guard {
             return Err(StartError::Refused(lease.refusal(spec_took)));
         }
         let stop_signal = Signal::try_from(spec.stop_signal).unwrap_or(Signal::SIGTERM);
-        for sig in IGNORED {
-            // SAFETY: SIG_IGN installs no handler code.
-            let _ = unsafe { signal::signal(sig, SigHandler::SigIgn) };
-        }
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGCHLD);
-        let sigchld = mask
-            .thread_block()
-            .and_then(|()| {
-                SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            })
-            .map_err(|e| StartError::Failed(format!("signalfd: {e}")))?;
-        let timer_flags = TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK;
-        let timer = TimerFd::new(TimerClock::CLOCK_BOOTTIME, timer_flags)
-            .map_err(|e| StartError::Failed(format!("timerfd: {e}")))?;
-        nix::sys::prctl::set_child_subreaper(true)
-            .map_err(|e| StartError::Failed(format!("PR_SET_CHILD_SUBREAPER: {e}")))?;
+        let (sigchld, timer) = prepare_to_watch()?;
         let child = spawn(&spec, lease).map_err(|e| match e {
             NotStarted::Lease => StartError::Refused(lease.refusal(spec_took)),
             NotStarted::Failed(why) => StartError::Failed(why),
@@ -610,6 +594,27 @@ impl Guard {
             .write_all(&FromGuard::Exited { exit, cause }.line());
         0
     }
+}
+
+/// What the guard needs before it starts the child: the signals it ignores ignored, SIGCHLD on a
+/// signalfd, a timer on `CLOCK_BOOTTIME`, and the right to reap orphans (a child subreaper).
+fn prepare_to_watch() -> Result<(SignalFd, TimerFd), StartError> {
+    for sig in IGNORED {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { signal::signal(sig, SigHandler::SigIgn) };
+    }
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    let sigchld = mask
+        .thread_block()
+        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC))
+        .map_err(|e| StartError::Failed(format!("signalfd: {e}")))?;
+    let timer_flags = TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK;
+    let timer = TimerFd::new(TimerClock::CLOCK_BOOTTIME, timer_flags)
+        .map_err(|e| StartError::Failed(format!("timerfd: {e}")))?;
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| StartError::Failed(format!("PR_SET_CHILD_SUBREAPER: {e}")))?;
+    Ok((sigchld, timer))
 }
 
 /// Signals the guard ignores: it answers only to its control socket. A Ctrl-C or Ctrl-Z in the

@@ -145,6 +145,12 @@ pub fn main() -> i32 {
     else {
         return 1;
     };
+    serve(&sigchld)
+}
+
+/// The spawner's loop: forks a guard per request, sweeps after dead guards, until the supervisor is
+/// gone. Returns the process exit code.
+fn serve(sigchld: &SignalFd) -> i32 {
     let mut spawner = Children::default();
     loop {
         let mut fds = [

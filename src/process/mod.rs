@@ -35,7 +35,7 @@ use protocol::{FromGuard, Spec, ToGuard};
 
 mod credentials;
 mod exec;
-pub(crate) mod guard;
+mod guard;
 mod health;
 mod output;
 mod protocol;

@@ -56,7 +56,7 @@
 //! hold, and only answers that went through the quorum leader renew it. A position read from a server
 //! that may be behind never counts on its own: the campaign's "first" cannot be stale (a server that
 //! has our candidate has every earlier one, and can only show more of them ahead, never fewer), and a
-//! confirmation before a restart reads behind a `sync`. The guard of each child ([`crate::guard`])
+//! confirmation before a restart reads behind a `sync`. The guard of each child ([`crate::process::guard`])
 //! enforces the lease deadline on its own, so a leader that loses its session has stopped its child
 //! before ZooKeeper can let another node lead.
 //!

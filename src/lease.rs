@@ -4,7 +4,7 @@
 //! **leader** expires sessions. The supervisor keeps its own lease: `L` is the send time of a request
 //! whose answer *proves* that the leader had heard from this session at `L` or later, and the deadline is
 //! `K = L + S - margin` with `margin = max(S/10, 200ms)` ([`margin`]). Every child of this node must be
-//! dead by `K`; the guard process of each child ([`crate::guard`]) enforces it on its own.
+//! dead by `K`; the guard process of each child ([`crate::process::guard`]) enforces it on its own.
 //!
 //! # Why an answer from the server we talk to is not enough
 //!

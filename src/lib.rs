@@ -12,13 +12,11 @@
 pub mod config;
 pub mod election;
 pub mod files;
-pub mod guard;
 pub mod lease;
 pub mod limits;
 pub mod metrics;
 pub mod process;
 pub mod session;
-pub mod spawner;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;

@@ -162,7 +162,7 @@ struct Counts {
     failed: AtomicU64,
 }
 
-/// The target of the events that carry a line of a child's output (`src/process.rs`).
+/// The target of the events that carry a line of a child's output (`src/process/output.rs`).
 const CHILD_TARGET: &str = "zk_supervise::child";
 
 thread_local! {

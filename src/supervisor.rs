@@ -134,7 +134,7 @@ pub async fn run(
         tracing::warn!("{warning}");
     }
     // Ready before any election is won.
-    crate::spawner::prepare().await;
+    crate::process::spawner::prepare().await;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let config = config_rx.borrow().clone();
     let (sessions_tx, sessions_rx) = watch::channel(None);

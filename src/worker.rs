@@ -36,7 +36,7 @@ use zookeeper_client as zk;
 
 use crate::config::WorkerConfig;
 use crate::election::{Candidate, Election, ElectionError, Leadership, Reaper};
-use crate::guard::Cause;
+use crate::process::Cause;
 use crate::process::{Child, Ended, Exit, SpawnError};
 use crate::session::Session;
 
@@ -834,7 +834,7 @@ impl Job {
         let health = self.worker.health_check.as_ref();
         let mut next_check =
             tokio::time::Instant::now() + health.map_or(Duration::ZERO, |h| h.interval);
-        let mut check: Option<BoxFuture<'_, Result<(), String>>> = None;
+        let mut check: Option<BoxFuture<'_, Result<(), crate::process::CheckError>>> = None;
         let mut check_failures = 0u32;
         loop {
             tokio::select! {

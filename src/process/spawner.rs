@@ -1,4 +1,4 @@
-//! The spawner: one small process per supervisor that forks every guard ([`crate::guard`]).
+//! The spawner: one small process per supervisor that forks every guard ([`crate::process::guard`]).
 //!
 //! # Why
 //!
@@ -19,9 +19,9 @@
 //! [`Request`] in JSON, with descriptors as `SCM_RIGHTS`. [`Request::Guard`] carries the guard's
 //! control socket, the write ends of the child's stdout and stderr pipes and, if there is one, the
 //! session's deadline page. The forked guard puts them on fds 0, 1, 2 and 3, closes everything else,
-//! takes a process group of its own and runs [`crate::guard::main`], which reads its spec from the
-//! control socket as before. Nothing comes back on the request socket: the guard reports on its
-//! control socket, and if the fork fails the spawner writes `failed ...` there itself.
+//! takes a process group of its own and runs [`crate::process::guard::main`], which reads its spec
+//! from the control socket as before. Nothing comes back on the request socket: the guard reports on
+//! its control socket, and if the fork fails the spawner writes [`FromGuard::Failed`] there itself.
 //! [`Request::Sweep`] carries one socket, on which the spawner answers when the sweep is done (see
 //! below).
 //!
@@ -82,7 +82,12 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, Interest};
 
-use crate::guard::{children_of, descendants_of};
+use super::protocol::FromGuard;
+use super::tree::{children_of, descendants_of};
+
+/// The target of the spawner's log events, as it was before the module moved under `process`:
+/// operators filter on it (`RUST_LOG=zk_supervise::spawner=debug`).
+const LOG_TARGET: &str = "zk_supervise::spawner";
 
 /// The most descriptors one request carries.
 const MAX_FDS: usize = 4;
@@ -119,7 +124,7 @@ pub fn main() -> i32 {
     // Started through /proc/self/exe, the kernel names it `exe` (in `top`, `ps -e`, `pgrep`); the guards
     // inherit the name.
     let _ = nix::sys::prctl::set_name(c"zk-supervise");
-    for sig in crate::guard::IGNORED {
+    for sig in super::guard::IGNORED {
         // SAFETY: SIG_IGN installs no handler code.
         let _ = unsafe { signal::signal(sig, SigHandler::SigIgn) };
     }
@@ -140,6 +145,12 @@ pub fn main() -> i32 {
     else {
         return 1;
     };
+    serve(&sigchld)
+}
+
+/// The spawner's loop: forks a guard per request, sweeps after dead guards, until the supervisor is
+/// gone. Returns the process exit code.
+fn serve(sigchld: &SignalFd) -> i32 {
     let mut spawner = Children::default();
     loop {
         let mut fds = [
@@ -306,7 +317,8 @@ fn fork_guard(fds: &[OwnedFd]) -> Option<Pid> {
         }
         Ok(ForkResult::Parent { child }) => Some(child),
         Err(e) => {
-            let _ = nix::unistd::write(&fds[0], format!("failed fork a guard: {e}\n").as_bytes());
+            let why = format!("fork a guard: {e}");
+            let _ = nix::unistd::write(&fds[0], &FromGuard::Failed { why }.line());
             None
         }
     }
@@ -335,7 +347,7 @@ fn become_guard(fds: &[OwnedFd]) -> i32 {
     // SAFETY: closes only descriptors above the ones just put in place; the `OwnedFd`s among them are
     // never used or dropped again (this process ends with _exit).
     unsafe { nix::libc::syscall(nix::libc::SYS_close_range, first_free, u32::MAX, 0u32) };
-    crate::guard::main()
+    crate::process::guard::main()
 }
 
 /// The supervisor's handle on its spawner.
@@ -378,7 +390,7 @@ impl Spawner {
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
             .spawn()?;
-        tracing::debug!(pid = process.id(), "started the guard spawner");
+        tracing::debug!(target: LOG_TARGET, pid = process.id(), "started the guard spawner");
         // SAFETY: the `OwnedFd` moves into the `AsyncFd`, which alone owns it until it is dropped.
         let socket = unsafe { AsyncFd::register_with_interest(ours, Interest::WRITABLE) }
             .map_err(io::Error::from)?;
@@ -423,7 +435,7 @@ async fn current() -> io::Result<Arc<Spawner>> {
 /// failure is only logged: the first spawn tries again, and reports its own error.
 pub async fn prepare() {
     if let Err(e) = current().await {
-        tracing::warn!(error = %e, "cannot start the guard spawner yet");
+        tracing::warn!(target: LOG_TARGET, error = %e, "cannot start the guard spawner yet");
     }
 }
 
@@ -441,7 +453,7 @@ pub async fn spawn_guard(fds: &[RawFd]) -> io::Result<Forked> {
         match spawner.send(&Request::Guard, fds).await {
             Ok(()) => return Ok(Forked(spawner)),
             Err(e) => {
-                tracing::warn!(error = %e, "the guard spawner is gone; starting another");
+                tracing::warn!(target: LOG_TARGET, error = %e, "the guard spawner is gone; starting another");
                 let mut current = SPAWNER.lock().await;
                 if current.as_ref().is_some_and(|s| Arc::ptr_eq(s, &spawner)) {
                     *current = None;

@@ -15,11 +15,14 @@ pub mod files;
 pub mod lease;
 pub mod limits;
 pub mod metrics;
+pub mod observe;
 pub mod process;
 pub mod session;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;
+pub mod tls;
 pub mod worker;
 
-pub use supervisor::{run, Control, Observer, RunError};
+pub use observe::Observer;
+pub use supervisor::{run, Control, RunError};

@@ -8,7 +8,7 @@
 //! data, which the leader updates when its child starts and stops (`running`, `stopping`,
 //! `child_pid`, `child_since`, `leader_since`; see [`crate::worker`]): between winning an election and
 //! starting the child, during the restart delay, and after a failed start, a leader is not running its
-//! worker. With it the leader publishes its worker's history ([`crate::worker::PublishedHistory`]: the
+//! worker. With it the leader publishes its worker's history ([`crate::observe::PublishedHistory`]: the
 //! last exit, the last failed start, consecutive failures), so that for a worker that runs nowhere
 //! `status` says why: which candidate blocks it and what that leader says, or that there is no
 //! candidate at all (`why_not_running`).
@@ -59,7 +59,7 @@ use zookeeper_client as zk;
 
 use crate::config::Config;
 use crate::election::{sequence_of, NotACandidate};
-use crate::worker::PublishedHistory;
+use crate::observe::PublishedHistory;
 
 /// How long `status` waits for ZooKeeper before it gives up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,8 +75,8 @@ pub enum StatusError {
     #[error("zookeeper: {path}: {source}")]
     Read { path: String, source: zk::Error },
     /// A file named by `[zookeeper] tls` cannot be read or used.
-    #[error("{0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The chroot of `[zookeeper] connect` does not exist: no election can be there.
     #[error("[zookeeper] connect {connect:?}: the chroot {chroot} does not exist in zookeeper; create it first (zkCli.sh create {chroot} \"\"), or fix connect")]
     MissingChroot { connect: String, chroot: String },
@@ -181,7 +181,7 @@ pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> 
     let attempt = async {
         match &config.zookeeper.tls {
             Some(tls) => {
-                let options = crate::session::tls_options(tls).map_err(StatusError::Tls)?;
+                let options = crate::tls::tls_options(tls)?;
                 connector.with_tls(options).secure_connect(connect).await
             }
             None => connector.connect(connect).await,

@@ -30,8 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, WorkerConfig};
 use crate::election::Reaper;
+use crate::observe::{lock, Observer, Shared};
 use crate::session::{self, Session, SessionError};
-use crate::worker::{self, Context, Shared, State};
+use crate::worker::{self, Context};
 
 /// Why the daemon stopped without being asked to.
 #[derive(Debug, thiserror::Error)]
@@ -69,27 +70,6 @@ pub struct Control {
     pub shutdown: CancellationToken,
     pub kill: CancellationToken,
     pub reload: Arc<Notify>,
-}
-
-/// What metrics, readiness and tests can observe of a running daemon.
-#[derive(Debug)]
-pub struct Observer {
-    pub sessions: watch::Receiver<Option<Arc<Session>>>,
-    /// The workers that currently run on this node, by name.
-    pub workers: Mutex<BTreeMap<String, Arc<Shared>>>,
-    /// Woken on every worker state change.
-    pub changed: Arc<Notify>,
-}
-
-impl Observer {
-    /// The workers and their shared state, in name order.
-    #[must_use]
-    pub fn workers(&self) -> Vec<(String, Arc<Shared>)> {
-        lock(&self.workers)
-            .iter()
-            .map(|(n, s)| (n.clone(), s.clone()))
-            .collect()
-    }
 }
 
 /// A worker task and what it runs with. Stopping once `cancel` is cancelled.
@@ -144,6 +124,10 @@ pub async fn run(
         credentials,
         sessions_tx,
         session_stop.clone(),
+        session::Watchdog {
+            feed: crate::systemd::watchdog,
+            interval: crate::systemd::watchdog_interval(),
+        },
     ));
 
     let chroot = config
@@ -535,22 +519,6 @@ impl Plan {
             .collect();
         plan
     }
-}
-
-/// What a worker's state says for readiness and the summary: whether it joined its election, and
-/// whether this node leads it.
-#[must_use]
-pub fn joined_and_leading(state: &State) -> (bool, bool) {
-    match state {
-        State::Connecting | State::Stopped => (false, false),
-        // Settled for this session: readiness does not wait for it.
-        State::Following { .. } | State::Refused { .. } => (true, false),
-        State::Leading | State::Running { .. } | State::Stopping => (true, true),
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn hostname() -> String {

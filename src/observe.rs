@@ -213,6 +213,56 @@ impl Default for Shared {
     }
 }
 
+/// A candidate's data (SPEC §4), as its node writes it ([`crate::worker`]) and `status` reads it
+/// ([`crate::status`]): the node's identity, written when it joins; and once it leads, its child's
+/// state and the worker's history (see [`crate::worker`], "What the candidate's data says").
+///
+/// The field names are an interface: `status` of other versions reads them; fields are added, never
+/// renamed. Every field but `node` may be missing when read (a daemon of an older version, a
+/// candidate that has not led); a candidate's data without a string `node` is not a zk-supervise
+/// candidate's. Unknown fields (a newer version's) are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CandidateData {
+    /// `[node] id`.
+    pub node: String,
+    pub host: Option<String>,
+    /// The daemon's pid.
+    pub pid: Option<u32>,
+    /// The daemon's version.
+    pub version: Option<String>,
+    /// When this node became the leader, in milliseconds since the Unix epoch (0: unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_since: Option<u64>,
+    /// Whether its child runs. Missing: the leader has published nothing yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<bool>,
+    /// Whether it is stopping its child (published before the stop signal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopping: Option<bool>,
+    /// The child running or being stopped, and since when (milliseconds since the Unix epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_since: Option<u64>,
+    /// The worker's history on the leader (`last_exit`, `start_error`, `failures`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub history: Option<PublishedHistory>,
+}
+
+impl CandidateData {
+    /// The data as written to the candidate's znode.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a candidate's data serializes")
+    }
+
+    /// The data of a candidate's znode, if it is a zk-supervise candidate's.
+    #[must_use]
+    pub fn from_bytes(bytes: &[u8]) -> Option<CandidateData> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
 /// What metrics, readiness and tests can observe of a running daemon.
 #[derive(Debug)]
 pub struct Observer {
@@ -284,6 +334,57 @@ mod tests {
         let old: PublishedHistory =
             serde_json::from_str(r#"{"node": "a", "running": true}"#).expect("reads");
         assert_eq!(old, PublishedHistory::default());
+    }
+
+    /// The join writes SPEC §4's four fields and nothing else; the leader's data reads back whole;
+    /// data without a string `node` is not ours.
+    #[test]
+    fn a_candidates_data_keeps_its_field_names() {
+        let joined = CandidateData {
+            node: "a".into(),
+            host: Some("h".into()),
+            pid: Some(7),
+            version: Some("1.2.3".into()),
+            ..CandidateData::default()
+        };
+        let json: serde_json::Value = serde_json::from_slice(&joined.to_bytes()).expect("JSON");
+        assert_eq!(
+            json,
+            serde_json::json!({"node": "a", "host": "h", "pid": 7, "version": "1.2.3"})
+        );
+        let leading = CandidateData {
+            leader_since: Some(5),
+            running: Some(false),
+            stopping: Some(true),
+            child_pid: Some(9),
+            child_since: Some(6),
+            history: Some(PublishedHistory {
+                failures: 2,
+                ..PublishedHistory::default()
+            }),
+            ..joined
+        };
+        let json: serde_json::Value = serde_json::from_slice(&leading.to_bytes()).expect("JSON");
+        for key in [
+            "leader_since",
+            "running",
+            "stopping",
+            "child_pid",
+            "child_since",
+            "last_exit",
+            "start_error",
+            "failures",
+        ] {
+            assert!(json.get(key).is_some(), "{key} in {json}");
+        }
+        assert_eq!(
+            CandidateData::from_bytes(&leading.to_bytes()),
+            Some(leading)
+        );
+        assert_eq!(CandidateData::from_bytes(br#"{"pid": 7}"#), None);
+        assert_eq!(CandidateData::from_bytes(b"garbage"), None);
+        let newer = CandidateData::from_bytes(br#"{"node": "b", "zone": "x"}"#).expect("ours");
+        assert_eq!((newer.node.as_str(), newer.running), ("b", None));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, WorkerConfig};
 use crate::election::Reaper;
-use crate::observe::{lock, Observer, Shared};
+use crate::observe::{lock, CandidateData, Observer, Shared};
 use crate::session::{self, Session, SessionError};
 use crate::worker::{self, Context};
 
@@ -136,11 +136,13 @@ pub async fn run(
         .chroot()
         .unwrap_or_default()
         .to_owned();
-    let mut base = serde_json::Map::new();
-    base.insert("node".into(), config.node.id.clone().into());
-    base.insert("host".into(), hostname().into());
-    base.insert("pid".into(), std::process::id().into());
-    base.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    let base = CandidateData {
+        node: config.node.id.clone(),
+        host: Some(hostname()),
+        pid: Some(std::process::id()),
+        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        ..CandidateData::default()
+    };
     let observer = Arc::new(Observer {
         sessions: sessions_rx.clone(),
         workers: Mutex::new(BTreeMap::new()),

@@ -36,7 +36,7 @@ use zookeeper_client as zk;
 
 use crate::config::WorkerConfig;
 use crate::election::{Candidate, Election, ElectionError, Leadership, Reaper};
-use crate::observe::{lock, LastExit, PublishedHistory, Shared, StartError, State};
+use crate::observe::{lock, CandidateData, LastExit, PublishedHistory, Shared, StartError, State};
 use crate::process::Cause;
 use crate::process::{Child, Ended, Exit, SpawnError};
 use crate::session::Session;
@@ -75,7 +75,7 @@ pub struct Context {
     /// The chroot of the connect string ("" when none), to give the child a full path.
     pub chroot: String,
     /// The candidate's JSON (SPEC §4): `node`, `host`, `pid`, `version`.
-    pub base: serde_json::Map<String, serde_json::Value>,
+    pub base: CandidateData,
     pub takeover_delay: Duration,
     /// Woken on every state change of every worker (readiness, the systemd status line).
     pub changed: Arc<tokio::sync::Notify>,
@@ -212,26 +212,22 @@ impl Job {
     /// plus `leader_since`, `running`, `stopping`, while there is a child `child_pid` and
     /// `child_since` (milliseconds since the Unix epoch), and the worker's [`PublishedHistory`].
     fn data(&self, child: Published) -> Vec<u8> {
-        let mut data = self.ctx.base.clone();
-        let since = self.shared.leader_since_ms.load(Ordering::Relaxed);
-        data.insert("leader_since".into(), since.into());
-        data.insert(
-            "running".into(),
-            matches!(child, Published::Running { .. }).into(),
-        );
-        data.insert(
-            "stopping".into(),
-            matches!(child, Published::Stopping { .. }).into(),
-        );
-        if let Published::Running { pid, since } | Published::Stopping { pid, since } = child {
-            data.insert("child_pid".into(), pid.into());
-            data.insert("child_since".into(), since.into());
+        let (child_pid, child_since) = match child {
+            Published::Running { pid, since } | Published::Stopping { pid, since } => {
+                (Some(pid), Some(since))
+            }
+            Published::Idle => (None, None),
+        };
+        CandidateData {
+            leader_since: Some(self.shared.leader_since_ms.load(Ordering::Relaxed)),
+            running: Some(matches!(child, Published::Running { .. })),
+            stopping: Some(matches!(child, Published::Stopping { .. })),
+            child_pid,
+            child_since,
+            history: Some(PublishedHistory::from(&self.shared.history())),
+            ..self.ctx.base.clone()
         }
-        let history = PublishedHistory::from(&self.shared.history());
-        if let Ok(serde_json::Value::Object(history)) = serde_json::to_value(history) {
-            data.extend(history);
-        }
-        serde_json::Value::Object(data).to_string().into_bytes()
+        .to_bytes()
     }
 
     /// Publishes this leader's state (see [`Job::data`]). Best effort: a failure leaves `status`
@@ -336,9 +332,7 @@ impl Job {
 
     async fn serve(&self, session: &Arc<Session>) -> Served {
         let dir = format!("{}/{}", self.ctx.root, self.worker.name);
-        let data = serde_json::Value::Object(self.ctx.base.clone())
-            .to_string()
-            .into_bytes();
+        let data = self.ctx.base.to_bytes();
         let election = Election::new(session, &self.ctx.reaper, dir, data);
         let mut me = None::<Candidate>;
         loop {

@@ -70,8 +70,11 @@ pub const EXIT_NOT_RUNNING: u8 = 3;
 /// Why `status` could not read the elections.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
-    #[error("cannot reach zookeeper at {connect}: {reason}")]
-    Unreachable { connect: String, reason: String },
+    #[error("cannot reach zookeeper at {connect}: {source}")]
+    Unreachable { connect: String, source: zk::Error },
+    /// No session within [`CONNECT_TIMEOUT`].
+    #[error("cannot reach zookeeper at {connect}: no session within {CONNECT_TIMEOUT:?}")]
+    TimedOut { connect: String },
     #[error("zookeeper: {path}: {source}")]
     Read { path: String, source: zk::Error },
     /// A file named by `[zookeeper] tls` cannot be read or used.
@@ -166,14 +169,15 @@ const FOREIGN_DATA: &str = "its data is not a zk-supervise candidate's";
 /// name.
 ///
 /// # Errors
-/// [`StatusError::Unreachable`] when no session can be had within [`CONNECT_TIMEOUT`];
+/// [`StatusError::Unreachable`] or [`StatusError::TimedOut`] when no session can be had within
+/// [`CONNECT_TIMEOUT`];
 /// [`StatusError::Read`] when a read fails; [`StatusError::Tls`] when a TLS file is unusable;
 /// [`StatusError::MissingChroot`] when the chroot does not exist.
 pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> {
     let connect = config.zookeeper.connect.as_str();
-    let unreachable = |reason: String| StatusError::Unreachable {
+    let unreachable = |source| StatusError::Unreachable {
         connect: connect.to_owned(),
-        reason,
+        source,
     };
     let connector = zk::Client::connector()
         .with_session_timeout(config.zookeeper.session_timeout)
@@ -186,15 +190,15 @@ pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> 
             }
             None => connector.connect(connect).await,
         }
-        .map_err(|e| unreachable(e.to_string()))
+        .map_err(unreachable)
     };
     let client = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(Ok(client)) => client,
         Ok(Err(e)) => return Err(e),
         Err(_) => {
-            return Err(unreachable(format!(
-                "no session within {CONNECT_TIMEOUT:?}"
-            )))
+            return Err(StatusError::TimedOut {
+                connect: connect.to_owned(),
+            })
         }
     };
     let read = |path: &str, source| StatusError::Read {

@@ -44,11 +44,14 @@ pub enum RunError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    /// The credentials file of `[zookeeper] auth` is unusable: the message names it (never its
+    /// content), as [`config::read_credentials`] gives it.
     #[error("{0}")]
     Credentials(String),
-    /// A file or name lookup the start needs did not answer in time: not the config's fault.
-    #[error("{0}")]
-    Unreadable(String),
+    /// The credentials file, or the name service the workers' users need, did not answer within
+    /// `deadline`: not the config's fault.
+    #[error("the credentials file and the workers' users could not be read within {deadline:?} (a hung file system or name service?)")]
+    Unreadable { deadline: Duration },
 }
 
 impl RunError {
@@ -104,10 +107,9 @@ pub async fn run(
         .await
     };
     let Some((credentials, warnings)) = start else {
-        return Err(RunError::Unreadable(format!(
-            "the credentials file and the workers' users could not be read within {:?} (a hung file system or name service?)",
-            crate::files::READ_DEADLINE
-        )));
+        return Err(RunError::Unreadable {
+            deadline: crate::files::READ_DEADLINE,
+        });
     };
     let credentials = credentials.map_err(RunError::Credentials)?.map(Arc::new);
     for warning in warnings {

@@ -198,6 +198,53 @@ impl Backoff {
     }
 }
 
+/// What [`Job::ready`] found.
+enum Ready {
+    /// Leadership is confirmed, the restart delay over, the lease long enough: start.
+    Start(Leadership, watch::Receiver<Option<crate::lease::Stamp>>),
+    /// A wait is over: confirm again.
+    Again,
+    /// Leadership is over.
+    Over(Led),
+}
+
+/// The starts and failures of one leadership (SPEC §3 `handoff_after`). A start after the first is a
+/// restart; a failed start, or a run shorter than [`QUICK_FAILURE`], is a failure, and a longer run
+/// clears them; `handoff_after` failures in a row give leadership up. A start the lease refused
+/// (nothing was started) is not counted at all.
+#[derive(Debug, Default)]
+struct Tally {
+    starts: u32,
+    /// Consecutive failures.
+    failures: u32,
+}
+
+impl Tally {
+    /// A child started, or failed to: returns whether it was a restart.
+    fn started(&mut self) -> bool {
+        self.starts += 1;
+        self.starts > 1
+    }
+
+    /// The child exited after `ran`.
+    fn exited(&mut self, ran: Duration) {
+        if ran < QUICK_FAILURE {
+            self.failures += 1;
+        } else {
+            self.failures = 0;
+        }
+    }
+
+    fn failed_to_start(&mut self) {
+        self.failures += 1;
+    }
+
+    /// Whether it is time to give leadership up (never with `handoff_after = 0`).
+    fn hand_off(&self, handoff_after: u32) -> bool {
+        handoff_after > 0 && self.failures >= handoff_after
+    }
+}
+
 impl Job {
     fn name(&self) -> &str {
         &self.worker.name
@@ -447,163 +494,213 @@ impl Job {
         {
             return self.why_stopped(session);
         }
-        let w = &self.worker;
-        let mut failures = 0u32;
+        let mut tally = Tally::default();
         lock(&self.shared.history).failures = 0;
-        let mut starts = 0u32;
         // After a takeover delay the campaign's confirmation is stale: confirm again.
         let mut confirmed = self.ctx.takeover_delay.is_zero().then_some(first);
         loop {
-            let confirmation = match confirmed.take() {
-                Some(l) => Ok(l),
-                None => election.confirm(me).await,
-            };
-            let leadership = match confirmation {
-                Ok(l) => l,
-                Err(ElectionError::CandidateGone(path)) => {
-                    tracing::warn!(worker = self.name(), candidate = %path, "our candidate is gone; rejoining");
-                    return Led::Lost;
-                }
-                Err(ElectionError::SessionEnded) => return Led::SessionEnded,
-                Err(e) => {
-                    tracing::warn!(worker = self.name(), error = %e, "cannot confirm leadership; retrying");
-                    if !self.pause(session, RETRY_PAUSE).await {
-                        return self.why_stopped(session);
-                    }
-                    continue;
-                }
-            };
-            // The restart delay left from an earlier exit, possibly of an earlier leadership.
-            let wait = lock(&self.backoff).remaining();
-            if !wait.is_zero() {
-                tracing::info!(worker = self.name(), delay = ?wait, "waiting out the restart delay");
-                if !self.pause(session, wait).await {
-                    return self.why_stopped(session);
-                }
-                continue; // confirm again
-            }
-            // Subscribe before reading the deadline, so no renewal falls between the two.
-            let mut lease = session.lease.subscribe();
-            // Never start a child whose grace period would not fit in what is left of the lease, nor
-            // one the guard would stop before the next renewal can come (a session whose connection
-            // took long starts with little lease left: wait for its first proof).
-            if !session
-                .lease
-                .holds_for(w.grace_period + session.lease.start_room())
-            {
-                tokio::select! {
-                    _ = lease.changed() => continue,
-                    () = self.cancel.cancelled() => return Led::Shutdown,
-                    () = session.ended() => return Led::SessionEnded,
-                }
-            }
-            lease.borrow_and_update();
-            if self.cancel.is_cancelled() {
-                return Led::Shutdown;
-            }
-            let env = [
-                ("ZK_SUPERVISE_WORKER", w.name.clone()),
-                ("ZK_SUPERVISE_NODE", self.ctx.node_id.clone()),
-                (
-                    "ZK_SUPERVISE_ZNODE",
-                    format!("{}{}", self.ctx.chroot, me.path),
-                ),
-                ("ZK_SUPERVISE_FENCING_TOKEN", leadership.token.to_string()),
-            ];
-            if starts > 0 {
-                self.shared.restarts.fetch_add(1, Ordering::Relaxed);
-            }
-            starts += 1;
-            let outcome = match Child::spawn(w, &env, &session.lease).await {
-                Ok(mut child) => {
-                    lock(&self.shared.history).start_error = None;
-                    // Renewals that came while it started: the guard must have the latest deadline (it reads
-                    // the shared page by itself, if there is one).
-                    let latest = *lease.borrow_and_update();
-                    if let (Some(k), None) = (latest, session.lease.shared()) {
-                        child.renew(k).await;
-                    }
-                    tracing::info!(
-                        worker = self.name(),
-                        pid = child.pid(),
-                        token = leadership.token,
-                        "started"
-                    );
-                    self.set(State::Running {
-                        pid: child.pid(),
-                        token: leadership.token,
-                    });
-                    let since = epoch_ms();
-                    let running = Published::Running {
-                        pid: child.pid(),
-                        since,
-                    };
-                    self.publish(election, me, running).await;
-                    let run = Run {
-                        child,
-                        since,
-                        watch: leadership.watch,
-                        lease,
-                        env: &env,
-                    };
-                    self.supervise(session, election, me, run).await
-                }
-                Err(SpawnError::Lease) => {
-                    starts -= 1;
-                    continue; // the top of the loop waits for a renewal
-                }
-                Err(e) => {
-                    tracing::error!(worker = self.name(), error = %e, "cannot start the command");
-                    lock(&self.shared.history).start_error = Some(StartError {
-                        error: e.to_string(),
-                        at_ms: epoch_ms(),
-                    });
-                    Supervised::Failed
-                }
+            let (leadership, lease) =
+                match self.ready(session, election, me, confirmed.take()).await {
+                    Ready::Start(leadership, lease) => (leadership, lease),
+                    Ready::Again => continue,
+                    Ready::Over(led) => return led,
+                };
+            let Some(outcome) = self
+                .start(session, election, me, leadership, lease, &mut tally)
+                .await
+            else {
+                continue; // the lease lapsed as it started: wait for a renewal
             };
             self.set(State::Leading);
-            let ran = match outcome {
-                // When leadership ends, the stop was published before it, or the candidate is gone.
-                Supervised::Led(led) => return led,
-                Supervised::LeaseLapsed => {
-                    self.publish(election, me, Published::Idle).await;
-                    continue; // the top of the loop waits for a renewal
-                }
-                Supervised::Exited(ended) => {
-                    if ended.ran < QUICK_FAILURE {
-                        failures += 1;
-                    } else {
-                        failures = 0;
-                    }
-                    lock(&self.shared.history).last_exit = Some(LastExit {
-                        exit: ended.exit,
-                        at_ms: epoch_ms(),
-                        ran: ended.ran,
-                    });
-                    ended.ran
-                }
-                Supervised::Failed => {
-                    failures += 1;
-                    Duration::ZERO
-                }
-            };
-            lock(&self.shared.history).failures = failures;
-            // Still leading, the child not running: say so, and why.
-            self.publish(election, me, Published::Idle).await;
-            let delay = lock(&self.backoff).exited(w, ran);
-            if w.handoff_after > 0 && failures >= w.handoff_after {
-                tracing::warn!(
-                    worker = self.name(),
-                    failures,
-                    "handing off: too many consecutive failures"
-                );
-                return Led::HandOff;
-            }
-            tracing::info!(worker = self.name(), delay = ?delay, failures, "restarting after a delay");
-            if !self.pause(session, delay).await {
-                return self.why_stopped(session);
+            if let Some(led) = self.after(session, election, me, outcome, &mut tally).await {
+                return led;
             }
         }
+    }
+
+    /// Before a start: confirms leadership (unless `confirmed` just did), waits out what is left of
+    /// the restart delay, and waits until the lease covers the grace period. Each wait ends in
+    /// [`Ready::Again`], to confirm again after it.
+    async fn ready(
+        &self,
+        session: &Session,
+        election: &Election<'_>,
+        me: &Candidate,
+        confirmed: Option<Leadership>,
+    ) -> Ready {
+        let confirmation = match confirmed {
+            Some(l) => Ok(l),
+            None => election.confirm(me).await,
+        };
+        let leadership = match confirmation {
+            Ok(l) => l,
+            Err(ElectionError::CandidateGone(path)) => {
+                tracing::warn!(worker = self.name(), candidate = %path, "our candidate is gone; rejoining");
+                return Ready::Over(Led::Lost);
+            }
+            Err(ElectionError::SessionEnded) => return Ready::Over(Led::SessionEnded),
+            Err(e) => {
+                tracing::warn!(worker = self.name(), error = %e, "cannot confirm leadership; retrying");
+                if !self.pause(session, RETRY_PAUSE).await {
+                    return Ready::Over(self.why_stopped(session));
+                }
+                return Ready::Again;
+            }
+        };
+        // The restart delay left from an earlier exit, possibly of an earlier leadership.
+        let wait = lock(&self.backoff).remaining();
+        if !wait.is_zero() {
+            tracing::info!(worker = self.name(), delay = ?wait, "waiting out the restart delay");
+            if !self.pause(session, wait).await {
+                return Ready::Over(self.why_stopped(session));
+            }
+            return Ready::Again;
+        }
+        // Subscribe before reading the deadline, so no renewal falls between the two.
+        let mut lease = session.lease.subscribe();
+        // Never start a child whose grace period would not fit in what is left of the lease, nor
+        // one the guard would stop before the next renewal can come (a session whose connection
+        // took long starts with little lease left: wait for its first proof).
+        if !session
+            .lease
+            .holds_for(self.worker.grace_period + session.lease.start_room())
+        {
+            tokio::select! {
+                _ = lease.changed() => return Ready::Again,
+                () = self.cancel.cancelled() => return Ready::Over(Led::Shutdown),
+                () = session.ended() => return Ready::Over(Led::SessionEnded),
+            }
+        }
+        lease.borrow_and_update();
+        if self.cancel.is_cancelled() {
+            return Ready::Over(Led::Shutdown);
+        }
+        Ready::Start(leadership, lease)
+    }
+
+    /// Starts the child and supervises it until it ends or leadership does; `None` if the lease
+    /// lapsed as it started (nothing started: that is not a start).
+    async fn start(
+        &self,
+        session: &Session,
+        election: &Election<'_>,
+        me: &Candidate,
+        leadership: Leadership,
+        mut lease: watch::Receiver<Option<crate::lease::Stamp>>,
+        tally: &mut Tally,
+    ) -> Option<Supervised> {
+        let w = &self.worker;
+        let env = [
+            ("ZK_SUPERVISE_WORKER", w.name.clone()),
+            ("ZK_SUPERVISE_NODE", self.ctx.node_id.clone()),
+            (
+                "ZK_SUPERVISE_ZNODE",
+                format!("{}{}", self.ctx.chroot, me.path),
+            ),
+            ("ZK_SUPERVISE_FENCING_TOKEN", leadership.token.to_string()),
+        ];
+        let spawned = Child::spawn(w, &env, &session.lease).await;
+        if matches!(spawned, Err(SpawnError::Lease)) {
+            return None;
+        }
+        if tally.started() {
+            self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!(worker = self.name(), error = %e, "cannot start the command");
+                lock(&self.shared.history).start_error = Some(StartError {
+                    error: e.to_string(),
+                    at_ms: epoch_ms(),
+                });
+                return Some(Supervised::Failed);
+            }
+        };
+        lock(&self.shared.history).start_error = None;
+        // Renewals that came while it started: the guard must have the latest deadline (it reads
+        // the shared page by itself, if there is one).
+        let latest = *lease.borrow_and_update();
+        if let (Some(k), None) = (latest, session.lease.shared()) {
+            child.renew(k).await;
+        }
+        tracing::info!(
+            worker = self.name(),
+            pid = child.pid(),
+            token = leadership.token,
+            "started"
+        );
+        self.set(State::Running {
+            pid: child.pid(),
+            token: leadership.token,
+        });
+        let since = epoch_ms();
+        let running = Published::Running {
+            pid: child.pid(),
+            since,
+        };
+        self.publish(election, me, running).await;
+        let run = Run {
+            child,
+            since,
+            watch: leadership.watch,
+            lease,
+            env: &env,
+        };
+        Some(self.supervise(session, election, me, run).await)
+    }
+
+    /// After a run or a failed start, still leading: counts it, publishes that the child is not
+    /// running and why, and waits out the restart delay; `Some` when leadership ends instead (too
+    /// many failures in a row: a handoff).
+    async fn after(
+        &self,
+        session: &Session,
+        election: &Election<'_>,
+        me: &Candidate,
+        outcome: Supervised,
+        tally: &mut Tally,
+    ) -> Option<Led> {
+        let w = &self.worker;
+        let ran = match outcome {
+            // When leadership ends, the stop was published before it, or the candidate is gone.
+            Supervised::Led(led) => return Some(led),
+            Supervised::LeaseLapsed => {
+                self.publish(election, me, Published::Idle).await;
+                return None; // the top of the loop waits for a renewal
+            }
+            Supervised::Exited(ended) => {
+                tally.exited(ended.ran);
+                lock(&self.shared.history).last_exit = Some(LastExit {
+                    exit: ended.exit,
+                    at_ms: epoch_ms(),
+                    ran: ended.ran,
+                });
+                ended.ran
+            }
+            Supervised::Failed => {
+                tally.failed_to_start();
+                Duration::ZERO
+            }
+        };
+        let failures = tally.failures;
+        lock(&self.shared.history).failures = failures;
+        // Still leading, the child not running: say so, and why.
+        self.publish(election, me, Published::Idle).await;
+        let delay = lock(&self.backoff).exited(w, ran);
+        if tally.hand_off(w.handoff_after) {
+            tracing::warn!(
+                worker = self.name(),
+                failures,
+                "handing off: too many consecutive failures"
+            );
+            return Some(Led::HandOff);
+        }
+        tracing::info!(worker = self.name(), delay = ?delay, failures, "restarting after a delay");
+        if !self.pause(session, delay).await {
+            return Some(self.why_stopped(session));
+        }
+        None
     }
 
     fn why_stopped(&self, session: &Session) -> Led {
@@ -797,4 +894,103 @@ enum Supervised {
     Failed,
     LeaseLapsed,
     Led(Led),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker with these restart delays (SPEC §3).
+    fn worker(restart_delay: &str, max_restart_delay: &str) -> WorkerConfig {
+        let text = format!(
+            "[zookeeper]\nconnect = \"zk:2181\"\n[[worker]]\nname = \"w\"\ncommand = [\"/bin/true\"]\n\
+             restart_delay = \"{restart_delay}\"\nmax_restart_delay = \"{max_restart_delay}\"\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("w.toml"))
+            .expect("a valid config")
+            .workers
+            .remove(0)
+    }
+
+    fn backoff(w: &WorkerConfig) -> Backoff {
+        Backoff {
+            delay: w.restart_delay,
+            not_before: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_restart_delay_doubles_up_to_its_maximum_and_runs_out() {
+        let w = worker("1s", "5s");
+        let mut b = backoff(&w);
+        assert_eq!(
+            b.remaining(),
+            Duration::ZERO,
+            "no wait before the first start"
+        );
+        let quick = Duration::from_millis(100);
+        let waits: Vec<Duration> = (0..5).map(|_| b.exited(&w, quick)).collect();
+        let secs = |s: &[u64]| {
+            s.iter()
+                .map(|&s| Duration::from_secs(s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(waits, secs(&[1, 2, 4, 5, 5]));
+        assert_eq!(b.remaining(), Duration::from_secs(5));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(b.remaining(), Duration::from_secs(2));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(
+            b.remaining(),
+            Duration::ZERO,
+            "the wait is over, not negative"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_as_long_as_the_maximum_resets_the_delay() {
+        let w = worker("1s", "8s");
+        let mut b = backoff(&w);
+        for _ in 0..3 {
+            b.exited(&w, Duration::ZERO);
+        }
+        assert_eq!(b.exited(&w, Duration::from_secs(7)), Duration::from_secs(8));
+        assert_eq!(b.exited(&w, Duration::from_secs(8)), Duration::from_secs(1));
+        assert_eq!(b.exited(&w, Duration::ZERO), Duration::from_secs(2));
+    }
+
+    /// The delay is kept across leaderships (a lone node that hands off and wins again): what is
+    /// left of it is what is left of the time, not a fresh delay.
+    #[tokio::test(start_paused = true)]
+    async fn what_is_left_of_the_delay_follows_the_clock() {
+        let w = worker("2s", "60s");
+        let mut b = backoff(&w);
+        b.exited(&w, Duration::ZERO);
+        b.exited(&w, Duration::ZERO);
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+        assert_eq!(b.remaining(), Duration::from_millis(2_500));
+    }
+
+    #[test]
+    fn restarts_are_starts_after_the_first() {
+        let mut t = Tally::default();
+        assert!(!t.started(), "the first start is not a restart");
+        assert!(t.started());
+        assert!(t.started());
+    }
+
+    #[test]
+    fn quick_failures_in_a_row_hand_off_and_a_long_run_clears_them() {
+        let mut t = Tally::default();
+        let quick = QUICK_FAILURE - Duration::from_millis(1);
+        t.exited(quick);
+        t.failed_to_start();
+        assert!(!t.hand_off(3));
+        t.exited(quick);
+        assert!(t.hand_off(3));
+        assert!(!t.hand_off(0), "handoff_after = 0: never");
+        t.exited(QUICK_FAILURE);
+        assert_eq!(t.failures, 0);
+        assert!(!t.hand_off(1));
+    }
 }

@@ -250,6 +250,8 @@ fn handle_signals(control: Control) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    // Detached on purpose: it must hear a second signal until the very end of shutdown, and it ends
+    // with the runtime, once `serve` has returned.
     tokio::spawn(async move {
         let mut seen = 0;
         loop {

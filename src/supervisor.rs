@@ -121,6 +121,7 @@ pub async fn run(
     let config = config_rx.borrow().clone();
     let (sessions_tx, sessions_rx) = watch::channel(None);
     let session_stop = CancellationToken::new();
+    // Owned by its handle: the loop below selects on it, and shutdown awaits it.
     let mut session_task = tokio::spawn(session::run(
         config_rx.clone(),
         credentials,
@@ -171,7 +172,10 @@ pub async fn run(
         wanted: BTreeMap::new(),
     };
     set.want(&config.workers);
+    // The metrics server and the systemd reporter: they end when `background` is cancelled, and
+    // shutdown waits for them (see `stop_background`).
     let background = CancellationToken::new();
+    let mut background_tasks = JoinSet::new();
     if let Some(metrics) = &config.metrics {
         let listener = tokio::net::TcpListener::bind(metrics.listen)
             .await
@@ -180,13 +184,13 @@ pub async fn run(
                 source,
             })?;
         tracing::info!(listen = %metrics.listen, "serving /metrics and /healthz");
-        tokio::spawn(crate::metrics::serve(
+        background_tasks.spawn(crate::metrics::serve(
             listener,
             observer.clone(),
             background.clone(),
         ));
     }
-    tokio::spawn(crate::systemd::report(observer.clone(), background.clone()));
+    background_tasks.spawn(crate::systemd::report(observer.clone(), background.clone()));
     observe(observer.clone());
 
     // A reload in progress: the file is read and parsed on a thread of its own, never on this loop
@@ -220,6 +224,7 @@ pub async fn run(
     set.wanted.clear();
     set.drain(&control).await;
     background.cancel();
+    stop_background(background_tasks).await;
     // What is left to delete goes with the session; no reaper task may keep it open.
     reaper.shutdown(REAPER_AT_SHUTDOWN).await;
     let closing = set
@@ -242,6 +247,26 @@ pub async fn run(
         }
         Ok(Err(e)) => Err(e.into()),
         Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
+/// How long shutdown waits for the metrics server and the systemd reporter once told to stop: a
+/// scrape in flight may finish, a client that holds its connection open may not hold the daemon.
+const BACKGROUND_AT_SHUTDOWN: Duration = Duration::from_secs(1);
+
+/// Waits for the background tasks, told to stop, at most [`BACKGROUND_AT_SHUTDOWN`]; then aborts
+/// those left.
+async fn stop_background(mut tasks: JoinSet<()>) {
+    let all = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(BACKGROUND_AT_SHUTDOWN, all)
+        .await
+        .is_err()
+    {
+        tracing::debug!(
+            left = tasks.len(),
+            "background tasks still busy at shutdown: aborting them"
+        );
+        tasks.shutdown().await;
     }
 }
 

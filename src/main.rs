@@ -64,9 +64,7 @@ fn main() -> ExitCode {
     // The spawner of the guards (see src/process/spawner.rs) is this same binary; it starts no
     // runtime and no logging.
     if std::env::args_os().nth(1).is_some_and(|a| a == "__guards") {
-        return ExitCode::from(
-            u8::try_from(zk_supervise::process::spawner_main()).unwrap_or(EXIT_FATAL),
-        );
+        return ExitCode::from(u8::try_from(zk_supervise::spawner_main()).unwrap_or(EXIT_FATAL));
     }
     let cli = Cli::parse();
     // The daemon writes to stderr through the log writer only, and so does its last error.

@@ -6,14 +6,14 @@
 //! its node id, host, supervisor pid, and since when it leads), the candidates waiting behind it in
 //! queue order, and whether the child actually runs. The last two come from the leader's candidate
 //! data, which the leader updates when its child starts and stops (`running`, `stopping`,
-//! `child_pid`, `child_since`, `leader_since`: [`crate::observe::CandidateData`]): between winning an election and
+//! `child_pid`, `child_since`, `leader_since`: `observe::CandidateData`): between winning an election and
 //! starting the child, during the restart delay, and after a failed start, a leader is not running its
-//! worker. With it the leader publishes its worker's history ([`crate::observe::PublishedHistory`]: the
+//! worker. With it the leader publishes its worker's history (`observe::PublishedHistory`: the
 //! last exit, the last failed start, consecutive failures), so that for a worker that runs nowhere
 //! `status` says why: which candidate blocks it and what that leader says, or that there is no
 //! candidate at all (`why_not_running`).
 //!
-//! What is not a candidate ([`crate::election`], "Only candidates count") is shown apart
+//! What is not a candidate (`election.rs`, "Only candidates count") is shown apart
 //! (`ignored`): a child of an election path not named `_c_<marker>-n_<sequence>`, or a persistent one.
 //! An ephemeral candidate whose data is not a zk-supervise candidate's is still a candidate (a live
 //! session holds it, and elections count it): it shows with `node` null and a `note`. Two live

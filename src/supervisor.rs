@@ -96,25 +96,7 @@ pub async fn run(
     observe: impl FnOnce(Arc<Observer>),
 ) -> Result<(), RunError> {
     let path = config.path.clone();
-    // The credentials file, and the user lookups of the warnings (NSS: LDAP or SSSD can block), off
-    // the event loop and under a deadline, like every file the daemon reads.
-    let start = {
-        let (auth, config) = (config.zookeeper.auth.clone(), config.clone());
-        crate::files::off_loop(crate::files::READ_DEADLINE, move || {
-            let credentials = auth.as_ref().map(config::read_credentials).transpose();
-            (credentials, crate::process::user_switch_warnings(&config))
-        })
-        .await
-    };
-    let Some((credentials, warnings)) = start else {
-        return Err(RunError::Unreadable {
-            deadline: crate::files::READ_DEADLINE,
-        });
-    };
-    let credentials = credentials.map_err(RunError::Credentials)?.map(Arc::new);
-    for warning in warnings {
-        tracing::warn!("{warning}");
-    }
+    let credentials = read_credentials(&config).await?;
     // Ready before any election is won.
     crate::process::spawner::prepare().await;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
@@ -132,65 +114,15 @@ pub async fn run(
             interval: crate::systemd::watchdog_interval(),
         },
     ));
-
-    let chroot = config
-        .zookeeper
-        .connect
-        .chroot()
-        .unwrap_or_default()
-        .to_owned();
-    let base = CandidateData {
-        node: config.node.id.clone(),
-        host: Some(hostname()),
-        pid: Some(std::process::id()),
-        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-        ..CandidateData::default()
-    };
     let observer = Arc::new(Observer {
         sessions: sessions_rx.clone(),
         workers: Mutex::new(BTreeMap::new()),
         changed: Arc::new(Notify::new()),
     });
     let reaper = Arc::new(Reaper::default());
-    let ctx = Arc::new(Context {
-        node_id: config.node.id.clone(),
-        root: config.zookeeper.root.clone(),
-        chroot,
-        base,
-        takeover_delay: config.zookeeper.takeover_delay,
-        changed: observer.changed.clone(),
-        reaper: reaper.clone(),
-    });
-    let mut set = WorkerSet {
-        ctx,
-        sessions: sessions_rx,
-        observer: observer.clone(),
-        kill: control.kill.clone(),
-        stop: CancellationToken::new(),
-        tasks: JoinSet::new(),
-        running: BTreeMap::new(),
-        wanted: BTreeMap::new(),
-    };
+    let mut set = WorkerSet::new(&config, &observer, &reaper, control.kill.clone());
     set.want(&config.workers);
-    // The metrics server and the systemd reporter: they end when `background` is cancelled, and
-    // shutdown waits for them (see `stop_background`).
-    let background = CancellationToken::new();
-    let mut background_tasks = JoinSet::new();
-    if let Some(metrics) = &config.metrics {
-        let listener = tokio::net::TcpListener::bind(metrics.listen)
-            .await
-            .map_err(|source| RunError::Metrics {
-                addr: metrics.listen,
-                source,
-            })?;
-        tracing::info!(listen = %metrics.listen, "serving /metrics and /healthz");
-        background_tasks.spawn(crate::metrics::serve(
-            listener,
-            observer.clone(),
-            background.clone(),
-        ));
-    }
-    background_tasks.spawn(crate::systemd::report(observer.clone(), background.clone()));
+    let background = Background::start(&config, &observer).await?;
     observe(observer.clone());
 
     // A reload in progress: the file is read and parsed on a thread of its own, never on this loop
@@ -223,8 +155,7 @@ pub async fn run(
     set.stop.cancel();
     set.wanted.clear();
     set.drain(&control).await;
-    background.cancel();
-    stop_background(background_tasks).await;
+    background.stop().await;
     // What is left to delete goes with the session; no reaper task may keep it open.
     reaper.shutdown(REAPER_AT_SHUTDOWN).await;
     let closing = set
@@ -250,23 +181,81 @@ pub async fn run(
     }
 }
 
+/// The credentials file of `[zookeeper] auth`, read, and the warnings about the workers' users
+/// logged: off the event loop and under a deadline, like every file the daemon reads (the user
+/// lookups go through NSS, which LDAP or SSSD can block).
+async fn read_credentials(config: &Config) -> Result<Option<Arc<config::Credentials>>, RunError> {
+    let (auth, config) = (config.zookeeper.auth.clone(), config.clone());
+    let start = crate::files::off_loop(crate::files::READ_DEADLINE, move || {
+        let credentials = auth.as_ref().map(config::read_credentials).transpose();
+        (credentials, crate::process::user_switch_warnings(&config))
+    })
+    .await;
+    let Some((credentials, warnings)) = start else {
+        return Err(RunError::Unreadable {
+            deadline: crate::files::READ_DEADLINE,
+        });
+    };
+    let credentials = credentials.map_err(RunError::Credentials)?.map(Arc::new);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(credentials)
+}
+
 /// How long shutdown waits for the metrics server and the systemd reporter once told to stop: a
 /// scrape in flight may finish, a client that holds its connection open may not hold the daemon.
 const BACKGROUND_AT_SHUTDOWN: Duration = Duration::from_secs(1);
 
-/// Waits for the background tasks, told to stop, at most [`BACKGROUND_AT_SHUTDOWN`]; then aborts
-/// those left.
-async fn stop_background(mut tasks: JoinSet<()>) {
-    let all = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(BACKGROUND_AT_SHUTDOWN, all)
-        .await
-        .is_err()
-    {
-        tracing::debug!(
-            left = tasks.len(),
-            "background tasks still busy at shutdown: aborting them"
-        );
-        tasks.shutdown().await;
+/// The tasks beside the workers: the metrics server (with `[metrics]`) and the systemd reporter.
+/// They end when `stop` is cancelled; shutdown waits for them ([`Background::stop`]).
+struct Background {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Background {
+    /// Binds the metrics address, if any, and starts the tasks.
+    ///
+    /// # Errors
+    /// [`RunError::Metrics`] when the address cannot be bound.
+    async fn start(config: &Config, observer: &Arc<Observer>) -> Result<Background, RunError> {
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        if let Some(metrics) = &config.metrics {
+            let listener = tokio::net::TcpListener::bind(metrics.listen)
+                .await
+                .map_err(|source| RunError::Metrics {
+                    addr: metrics.listen,
+                    source,
+                })?;
+            tracing::info!(listen = %metrics.listen, "serving /metrics and /healthz");
+            tasks.spawn(crate::metrics::serve(
+                listener,
+                observer.clone(),
+                stop.clone(),
+            ));
+        }
+        tasks.spawn(crate::systemd::report(observer.clone(), stop.clone()));
+        Ok(Background { stop, tasks })
+    }
+
+    /// Tells the tasks to stop and waits for them, at most [`BACKGROUND_AT_SHUTDOWN`]; then aborts
+    /// those left.
+    async fn stop(mut self) {
+        self.stop.cancel();
+        let tasks = &mut self.tasks;
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(BACKGROUND_AT_SHUTDOWN, all)
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                left = self.tasks.len(),
+                "background tasks still busy at shutdown: aborting them"
+            );
+            self.tasks.shutdown().await;
+        }
     }
 }
 
@@ -327,6 +316,47 @@ struct WorkerSet {
 }
 
 impl WorkerSet {
+    /// No worker yet; what each worker task of `config` needs from the daemon.
+    fn new(
+        config: &Config,
+        observer: &Arc<Observer>,
+        reaper: &Arc<Reaper>,
+        kill: CancellationToken,
+    ) -> WorkerSet {
+        let chroot = config
+            .zookeeper
+            .connect
+            .chroot()
+            .unwrap_or_default()
+            .to_owned();
+        let base = CandidateData {
+            node: config.node.id.clone(),
+            host: Some(hostname()),
+            pid: Some(std::process::id()),
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            ..CandidateData::default()
+        };
+        let ctx = Arc::new(Context {
+            node_id: config.node.id.clone(),
+            root: config.zookeeper.root.clone(),
+            chroot,
+            base,
+            takeover_delay: config.zookeeper.takeover_delay,
+            changed: observer.changed.clone(),
+            reaper: reaper.clone(),
+        });
+        WorkerSet {
+            ctx,
+            sessions: observer.sessions.clone(),
+            observer: observer.clone(),
+            kill,
+            stop: CancellationToken::new(),
+            tasks: JoinSet::new(),
+            running: BTreeMap::new(),
+            wanted: BTreeMap::new(),
+        }
+    }
+
     /// Makes `workers` the wanted set, and starts those that have no task.
     fn want(&mut self, workers: &[WorkerConfig]) {
         self.wanted = workers

@@ -37,8 +37,7 @@ use zookeeper_client as zk;
 use crate::config::WorkerConfig;
 use crate::election::{Candidate, Election, ElectionError, Leadership, Reaper};
 use crate::observe::{lock, CandidateData, LastExit, PublishedHistory, Shared, StartError, State};
-use crate::process::Cause;
-use crate::process::{Child, Ended, Exit, SpawnError};
+use crate::process::{Cause, Child, Ended, Exit, SpawnError};
 use crate::session::Session;
 
 /// A run that ends sooner than this after its start counts as a failure (SPEC §3 `handoff_after`).

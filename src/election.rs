@@ -539,12 +539,6 @@ impl Reaper {
             .contains_key(&(session_id, path.to_owned()))
     }
 
-    /// How many candidates are being deleted.
-    #[must_use]
-    pub fn pending(&self) -> usize {
-        lock(&self.inner).pending.len()
-    }
-
     /// Waits until every candidate given so far is gone, or `timeout` passes; then stops deleting (and
     /// refuses new candidates), and returns once no task holds a session any more, so that the last
     /// handle on the session can close it: a closed session takes its candidates with it.

@@ -34,8 +34,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::supervisor::{joined_and_leading, Observer};
-use crate::worker::State;
+use crate::observe::{joined_and_leading, Observer, State};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WorkerLabel {

@@ -26,8 +26,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
-use crate::config::{Config, Credentials, TlsConfig};
+use crate::config::{Config, Credentials};
 use crate::lease::{Lease, Renewal, Stamp};
+use crate::tls::TlsError;
 
 /// Requests of the workers (elections, publishing) in flight on one session at most. Enough to keep
 /// the server busy (it pipelines them), few enough that a heartbeat sent behind them is answered
@@ -356,8 +357,8 @@ pub enum SessionError {
         error: zk::Error,
     },
     /// A file named by `[zookeeper] tls` cannot be read or is not what it should be.
-    #[error("{0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The chroot of `[zookeeper] connect` does not exist at the first session. The daemon does not
     /// create it: the chroot is the namespace every node shares, and a node that created a mistyped
     /// one would hold its elections apart from the others' — a second copy of every worker.
@@ -369,58 +370,18 @@ pub enum SessionError {
     },
 }
 
-/// The TLS options of `[zookeeper] tls`, from its files as they are now. Each must be a regular file
-/// of at most 16 MiB ([`crate::files::read_regular`]). It can block only on a hung file system: the
-/// daemon calls it off its event loop.
-///
-/// # Errors
-/// A one-line message naming the file that cannot be read or holds no usable certificate or key. It
-/// never quotes a file's content, nor the parser's view of it.
-pub fn tls_options(tls: &TlsConfig) -> Result<zk::TlsOptions, String> {
-    let read = |what: &str, path: &std::path::Path| {
-        let (_, bytes) = crate::files::read_regular(path, crate::files::MAX_FILE_BYTES)
-            .map_err(|e| format!("zookeeper tls {what} {}: {e}", path.display()))?;
-        String::from_utf8(bytes)
-            .map_err(|_| format!("zookeeper tls {what} {}: not a PEM file", path.display()))
-    };
-    let ca = read("ca", &tls.ca)?;
-    let options = zk::TlsOptions::new().with_pem_ca(&ca).map_err(|_| {
-        format!(
-            "zookeeper tls ca {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
-            tls.ca.display()
-        )
-    })?;
-    let (Some(cert_path), Some(key_path)) = (&tls.cert, &tls.key) else {
-        return Ok(options);
-    };
-    let cert = read("cert", cert_path)?;
-    let key = read("key", key_path)?;
-    let no_cert = || {
-        format!(
-            "zookeeper tls cert {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
-            cert_path.display()
-        )
-    };
-    // The library takes a cert file without certificates; the handshake would fail later, and less
-    // clearly.
-    if !cert.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(no_cert());
-    }
-    // The library's error is not passed on (a key's parse error could quote the key); it only tells
-    // which file to name.
-    options.with_pem_identity(&cert, &key).map_err(|e| {
-        if e.to_string().contains("read cert") {
-            no_cert()
-        } else {
-            format!(
-                "zookeeper tls key {}: no usable PEM private key in it",
-                key_path.display()
-            )
-        }
-    })
+/// The watchdog that the loop renewing the lease feeds (systemd's, in the daemon): if that loop is
+/// stuck, the watchdog fires. Given by the caller, so that the session knows nothing of who watches.
+#[derive(Clone, Copy, Debug)]
+pub struct Watchdog {
+    /// Feeds it (a no-op when nobody watches).
+    pub feed: fn(),
+    /// How often it must be fed, if at all.
+    pub interval: Option<Duration>,
 }
 
-/// Keeps a session open until `stop` is cancelled, publishing each one on `sessions`.
+/// Keeps a session open until `stop` is cancelled, publishing each one on `sessions`, and feeds
+/// `watchdog` while it connects and while it renews the lease.
 ///
 /// # Errors
 /// [`SessionError`] when the server's negotiated timeout does not fit the configuration.
@@ -429,11 +390,13 @@ pub async fn run(
     credentials: Option<Arc<Credentials>>,
     sessions: watch::Sender<Option<Arc<Session>>>,
     stop: CancellationToken,
+    watchdog: Watchdog,
 ) -> Result<(), SessionError> {
     let mut first = true;
     loop {
         let config = configs.borrow().clone();
-        let Some((client, attempt_began)) = connect(&config, credentials.as_deref(), &stop).await?
+        let Some((client, attempt_began)) =
+            connect(&config, credentials.as_deref(), &stop, watchdog).await?
         else {
             return Ok(());
         };
@@ -451,14 +414,14 @@ pub async fn run(
         }
         let timeout = session.timeout();
         // Workers that do not fit stay out of their elections for this session (see
-        // `worker::State::Refused`); the others run. Exiting would leave them all down for good under
+        // `observe::State::Refused`); the others run. Exiting would leave them all down for good under
         // systemd's RestartPreventExitStatus=78.
         if let Err(e) = config.check_grace_against(timeout) {
             tracing::error!(timeout = ?timeout, "the server negotiated a session timeout too short for some grace periods; those workers stay out of their elections on this node: {e}");
         }
         tracing::info!(session = %format!("{:#x}", session.id), timeout = ?timeout, "zookeeper session established");
         sessions.send_replace(Some(session.clone()));
-        let end = keep_alive(&session, &stop).await;
+        let end = keep_alive(&session, &stop, watchdog).await;
         session.ended.cancel();
         sessions.send_replace(None);
         match end {
@@ -547,6 +510,7 @@ async fn connect(
     config: &Config,
     credentials: Option<&Credentials>,
     stop: &CancellationToken,
+    watchdog: Watchdog,
 ) -> Result<Option<(zk::Client, Stamp)>, SessionError> {
     let zk = &config.zookeeper;
     let tls = match &zk.tls {
@@ -555,7 +519,7 @@ async fn connect(
             // system is waited for (and said so), not fatal, and never holds the loop.
             let owned = tls.clone();
             let deadline = crate::files::READ_DEADLINE;
-            match crate::files::off_loop(deadline, move || tls_options(&owned)).await {
+            match crate::files::off_loop(deadline, move || crate::tls::tls_options(&owned)).await {
                 Some(options) => break Some(options.map_err(SessionError::Tls)?),
                 None => tracing::error!(
                     ca = %tls.ca.display(),
@@ -609,7 +573,7 @@ async fn connect(
             }
         }
         // Unreachable ZooKeeper is not a stuck daemon: keep the systemd watchdog fed while retrying.
-        crate::systemd::watchdog();
+        (watchdog.feed)();
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = stop.cancelled() => return Ok(None),
@@ -626,21 +590,28 @@ async fn connect(
 /// One heartbeat `sync` is in flight at a time, sent on the session's [`crate::lease::Cadence`]
 /// counted from the previous answer: a server cut off from the quorum never answers it, and then no
 /// renewal comes, which is the point. A failed one is sent again after `S/50`.
-async fn keep_alive(session: &Arc<Session>, stop: &CancellationToken) -> Option<zk::SessionState> {
+async fn keep_alive(
+    session: &Arc<Session>,
+    stop: &CancellationToken,
+    watchdog: Watchdog,
+) -> Option<zk::SessionState> {
     let cadence = session.lease.cadence();
     let mut states = session.client.state_watcher();
     let initial = session.client.state();
     if initial.is_terminated() {
         return Some(initial);
     }
-    let watchdog = crate::systemd::watchdog_interval();
+    let Watchdog {
+        feed,
+        interval: watchdog,
+    } = watchdog;
     let beat = async {
         let mut last_answer: Option<Stamp> = None;
         // Pairs: whether the next sync is the second of its pair (sent at once).
         let mut second = false;
         loop {
             // The systemd watchdog is fed from this loop: if the event loop is stuck, systemd notices.
-            crate::systemd::watchdog();
+            feed();
             let gap = cadence.gap(second);
             let due = last_answer.map_or_else(Stamp::now, |r| r.plus(gap));
             if due > Stamp::now() {
@@ -654,7 +625,7 @@ async fn keep_alive(session: &Arc<Session>, stop: &CancellationToken) -> Option<
                 tokio::select! {
                     r = &mut beat => break r,
                     () = tokio::time::sleep(watchdog.unwrap_or(Duration::from_secs(3_600))) => {
-                        crate::systemd::watchdog();
+                        feed();
                     }
                 }
             };

@@ -6,14 +6,14 @@
 //! its node id, host, supervisor pid, and since when it leads), the candidates waiting behind it in
 //! queue order, and whether the child actually runs. The last two come from the leader's candidate
 //! data, which the leader updates when its child starts and stops (`running`, `stopping`,
-//! `child_pid`, `child_since`, `leader_since`; see [`crate::worker`]): between winning an election and
+//! `child_pid`, `child_since`, `leader_since`: `observe::CandidateData`): between winning an election and
 //! starting the child, during the restart delay, and after a failed start, a leader is not running its
-//! worker. With it the leader publishes its worker's history ([`crate::worker::PublishedHistory`]: the
+//! worker. With it the leader publishes its worker's history (`observe::PublishedHistory`: the
 //! last exit, the last failed start, consecutive failures), so that for a worker that runs nowhere
 //! `status` says why: which candidate blocks it and what that leader says, or that there is no
 //! candidate at all (`why_not_running`).
 //!
-//! What is not a candidate ([`crate::election`], "Only candidates count") is shown apart
+//! What is not a candidate (`election.rs`, "Only candidates count") is shown apart
 //! (`ignored`): a child of an election path not named `_c_<marker>-n_<sequence>`, or a persistent one.
 //! An ephemeral candidate whose data is not a zk-supervise candidate's is still a candidate (a live
 //! session holds it, and elections count it): it shows with `node` null and a `note`. Two live
@@ -59,7 +59,7 @@ use zookeeper_client as zk;
 
 use crate::config::Config;
 use crate::election::{sequence_of, NotACandidate};
-use crate::worker::PublishedHistory;
+use crate::observe::{CandidateData, PublishedHistory};
 
 /// How long `status` waits for ZooKeeper before it gives up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,13 +70,16 @@ pub const EXIT_NOT_RUNNING: u8 = 3;
 /// Why `status` could not read the elections.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
-    #[error("cannot reach zookeeper at {connect}: {reason}")]
-    Unreachable { connect: String, reason: String },
+    #[error("cannot reach zookeeper at {connect}: {source}")]
+    Unreachable { connect: String, source: zk::Error },
+    /// No session within [`CONNECT_TIMEOUT`].
+    #[error("cannot reach zookeeper at {connect}: no session within {CONNECT_TIMEOUT:?}")]
+    TimedOut { connect: String },
     #[error("zookeeper: {path}: {source}")]
     Read { path: String, source: zk::Error },
     /// A file named by `[zookeeper] tls` cannot be read or used.
-    #[error("{0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The chroot of `[zookeeper] connect` does not exist: no election can be there.
     #[error("[zookeeper] connect {connect:?}: the chroot {chroot} does not exist in zookeeper; create it first (zkCli.sh create {chroot} \"\"), or fix connect")]
     MissingChroot { connect: String, chroot: String },
@@ -166,14 +169,15 @@ const FOREIGN_DATA: &str = "its data is not a zk-supervise candidate's";
 /// name.
 ///
 /// # Errors
-/// [`StatusError::Unreachable`] when no session can be had within [`CONNECT_TIMEOUT`];
+/// [`StatusError::Unreachable`] or [`StatusError::TimedOut`] when no session can be had within
+/// [`CONNECT_TIMEOUT`];
 /// [`StatusError::Read`] when a read fails; [`StatusError::Tls`] when a TLS file is unusable;
 /// [`StatusError::MissingChroot`] when the chroot does not exist.
 pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> {
     let connect = config.zookeeper.connect.as_str();
-    let unreachable = |reason: String| StatusError::Unreachable {
+    let unreachable = |source| StatusError::Unreachable {
         connect: connect.to_owned(),
-        reason,
+        source,
     };
     let connector = zk::Client::connector()
         .with_session_timeout(config.zookeeper.session_timeout)
@@ -181,20 +185,20 @@ pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> 
     let attempt = async {
         match &config.zookeeper.tls {
             Some(tls) => {
-                let options = crate::session::tls_options(tls).map_err(StatusError::Tls)?;
+                let options = crate::tls::tls_options(tls)?;
                 connector.with_tls(options).secure_connect(connect).await
             }
             None => connector.connect(connect).await,
         }
-        .map_err(|e| unreachable(e.to_string()))
+        .map_err(unreachable)
     };
     let client = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(Ok(client)) => client,
         Ok(Err(e)) => return Err(e),
         Err(_) => {
-            return Err(unreachable(format!(
-                "no session within {CONNECT_TIMEOUT:?}"
-            )))
+            return Err(StatusError::TimedOut {
+                connect: connect.to_owned(),
+            })
         }
     };
     let read = |path: &str, source| StatusError::Read {
@@ -256,7 +260,7 @@ pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> 
                 znode: child,
                 sequence,
                 session: stat.ephemeral_owner,
-                json: serde_json::from_slice(&data).ok(),
+                data: CandidateData::from_bytes(&data),
             });
         }
         candidates.sort_by_key(|c| c.sequence);
@@ -266,37 +270,36 @@ pub async fn collect(config: &Config) -> Result<Vec<WorkerStatus>, StatusError> 
     Ok(out)
 }
 
-/// One candidate as read: its data, if JSON.
+/// One candidate as read.
 struct Read {
     znode: String,
     sequence: i64,
     session: i64,
-    json: Option<serde_json::Value>,
+    /// Its data, if it is a zk-supervise candidate's ([`CandidateData::from_bytes`]).
+    data: Option<CandidateData>,
 }
 
 impl Read {
-    /// Its data, if it is a zk-supervise candidate's (a JSON object with a `node`).
-    fn ours(&self) -> Option<&serde_json::Value> {
-        self.json.as_ref().filter(|j| j["node"].is_string())
+    fn ours(&self) -> Option<&CandidateData> {
+        self.data.as_ref()
     }
 
     fn status(&self, leader: bool) -> CandidateStatus {
-        let json = self.ours();
-        let text = |k: &str| json.and_then(|j| j[k].as_str()).map(str::to_owned);
+        let data = self.ours();
         CandidateStatus {
-            node: text("node"),
-            host: text("host"),
-            pid: json.and_then(|j| j["pid"].as_u64()),
-            version: text("version"),
-            since: json
+            node: data.map(|d| d.node.clone()),
+            host: data.and_then(|d| d.host.clone()),
+            pid: data.and_then(|d| d.pid).map(u64::from),
+            version: data.and_then(|d| d.version.clone()),
+            since: data
                 .filter(|_| leader)
-                .and_then(|j| j["leader_since"].as_u64())
+                .and_then(|d| d.leader_since)
                 .filter(|&t| t > 0)
                 .map(rfc3339),
             znode: self.znode.clone(),
             sequence: self.sequence,
             session: session_hex(self.session),
-            note: json.is_none().then(|| FOREIGN_DATA.to_owned()),
+            note: data.is_none().then(|| FOREIGN_DATA.to_owned()),
         }
     }
 }
@@ -315,19 +318,13 @@ fn election(
 ) -> WorkerStatus {
     let first = candidates.first();
     let data = first.and_then(Read::ours);
-    let flag = |key: &str| data.is_some_and(|j| j[key].as_bool() == Some(true));
-    let running = flag("running");
-    let stopping = !running && flag("stopping");
-    let child = |key: &str| {
-        data.and_then(|j| j[key].as_u64())
-            .filter(|_| running || stopping)
-    };
-    let history: PublishedHistory = data
-        .and_then(|j| serde_json::from_value(j.clone()).ok())
-        .unwrap_or_default();
+    let running = data.is_some_and(|d| d.running == Some(true));
+    let stopping = !running && data.is_some_and(|d| d.stopping == Some(true));
+    let child = data.filter(|_| running || stopping);
+    let history: PublishedHistory = data.and_then(|d| d.history.clone()).unwrap_or_default();
     let mut sessions: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for c in &candidates {
-        if let Some(node) = c.ours().and_then(|j| j["node"].as_str()) {
+        if let Some(node) = c.ours().map(|d| d.node.as_str()) {
             let seen = sessions.entry(node).or_default();
             if !seen.contains(&c.session) {
                 seen.push(c.session);
@@ -346,8 +343,8 @@ fn election(
         in_config,
         running,
         stopping,
-        child_pid: child("child_pid"),
-        child_since: child("child_since").map(rfc3339),
+        child_pid: child.and_then(|d| d.child_pid).map(u64::from),
+        child_since: child.and_then(|d| d.child_since).map(rfc3339),
         why_not_running,
         last_exit: history.last_exit.as_ref().map(|e| ExitStatus {
             code: e.code,
@@ -396,7 +393,7 @@ fn why_not_running(
             session_hex(first.session)
         );
     };
-    let node = data["node"].as_str().unwrap_or("?");
+    let node = &data.node;
     let failures = match history.failures {
         0 => String::new(),
         1 => "; 1 failure in a row".to_owned(),
@@ -412,7 +409,7 @@ fn why_not_running(
             rfc3339(e.at)
         );
     }
-    if data.get("running").is_none() {
+    if data.running.is_none() {
         return format!("leader {node} has not started it yet");
     }
     if let Some(e) = &history.last_exit {
@@ -587,7 +584,7 @@ mod tests {
             znode: znode.to_owned(),
             sequence: sequence_of(znode).expect("a candidate's name"),
             session,
-            json: serde_json::from_str(json).ok(),
+            data: CandidateData::from_bytes(json.as_bytes()),
         }
     }
 

@@ -30,8 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, WorkerConfig};
 use crate::election::Reaper;
+use crate::observe::{lock, CandidateData, Observer, Shared};
 use crate::session::{self, Session, SessionError};
-use crate::worker::{self, Context, Shared, State};
+use crate::worker::{self, Context};
 
 /// Why the daemon stopped without being asked to.
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +44,14 @@ pub enum RunError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    /// The credentials file of `[zookeeper] auth` is unusable: the message names it (never its
+    /// content), as [`config::read_credentials`] gives it.
     #[error("{0}")]
     Credentials(String),
-    /// A file or name lookup the start needs did not answer in time: not the config's fault.
-    #[error("{0}")]
-    Unreadable(String),
+    /// The credentials file, or the name service the workers' users need, did not answer within
+    /// `deadline`: not the config's fault.
+    #[error("the credentials file and the workers' users could not be read within {deadline:?} (a hung file system or name service?)")]
+    Unreadable { deadline: Duration },
 }
 
 impl RunError {
@@ -71,27 +75,6 @@ pub struct Control {
     pub reload: Arc<Notify>,
 }
 
-/// What metrics, readiness and tests can observe of a running daemon.
-#[derive(Debug)]
-pub struct Observer {
-    pub sessions: watch::Receiver<Option<Arc<Session>>>,
-    /// The workers that currently run on this node, by name.
-    pub workers: Mutex<BTreeMap<String, Arc<Shared>>>,
-    /// Woken on every worker state change.
-    pub changed: Arc<Notify>,
-}
-
-impl Observer {
-    /// The workers and their shared state, in name order.
-    #[must_use]
-    pub fn workers(&self) -> Vec<(String, Arc<Shared>)> {
-        lock(&self.workers)
-            .iter()
-            .map(|(n, s)| (n.clone(), s.clone()))
-            .collect()
-    }
-}
-
 /// A worker task and what it runs with. Stopping once `cancel` is cancelled.
 struct Running {
     config: Arc<WorkerConfig>,
@@ -113,92 +96,33 @@ pub async fn run(
     observe: impl FnOnce(Arc<Observer>),
 ) -> Result<(), RunError> {
     let path = config.path.clone();
-    // The credentials file, and the user lookups of the warnings (NSS: LDAP or SSSD can block), off
-    // the event loop and under a deadline, like every file the daemon reads.
-    let start = {
-        let (auth, config) = (config.zookeeper.auth.clone(), config.clone());
-        crate::files::off_loop(crate::files::READ_DEADLINE, move || {
-            let credentials = auth.as_ref().map(config::read_credentials).transpose();
-            (credentials, crate::process::user_switch_warnings(&config))
-        })
-        .await
-    };
-    let Some((credentials, warnings)) = start else {
-        return Err(RunError::Unreadable(format!(
-            "the credentials file and the workers' users could not be read within {:?} (a hung file system or name service?)",
-            crate::files::READ_DEADLINE
-        )));
-    };
-    let credentials = credentials.map_err(RunError::Credentials)?.map(Arc::new);
-    for warning in warnings {
-        tracing::warn!("{warning}");
-    }
+    let credentials = read_credentials(&config).await?;
     // Ready before any election is won.
     crate::process::spawner::prepare().await;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let config = config_rx.borrow().clone();
     let (sessions_tx, sessions_rx) = watch::channel(None);
     let session_stop = CancellationToken::new();
+    // Owned by its handle: the loop below selects on it, and shutdown awaits it.
     let mut session_task = tokio::spawn(session::run(
         config_rx.clone(),
         credentials,
         sessions_tx,
         session_stop.clone(),
+        session::Watchdog {
+            feed: crate::systemd::watchdog,
+            interval: crate::systemd::watchdog_interval(),
+        },
     ));
-
-    let chroot = config
-        .zookeeper
-        .connect
-        .chroot()
-        .unwrap_or_default()
-        .to_owned();
-    let mut base = serde_json::Map::new();
-    base.insert("node".into(), config.node.id.clone().into());
-    base.insert("host".into(), hostname().into());
-    base.insert("pid".into(), std::process::id().into());
-    base.insert("version".into(), env!("CARGO_PKG_VERSION").into());
     let observer = Arc::new(Observer {
         sessions: sessions_rx.clone(),
         workers: Mutex::new(BTreeMap::new()),
         changed: Arc::new(Notify::new()),
     });
     let reaper = Arc::new(Reaper::default());
-    let ctx = Arc::new(Context {
-        node_id: config.node.id.clone(),
-        root: config.zookeeper.root.clone(),
-        chroot,
-        base,
-        takeover_delay: config.zookeeper.takeover_delay,
-        changed: observer.changed.clone(),
-        reaper: reaper.clone(),
-    });
-    let mut set = WorkerSet {
-        ctx,
-        sessions: sessions_rx,
-        observer: observer.clone(),
-        kill: control.kill.clone(),
-        stop: CancellationToken::new(),
-        tasks: JoinSet::new(),
-        running: BTreeMap::new(),
-        wanted: BTreeMap::new(),
-    };
+    let mut set = WorkerSet::new(&config, &observer, &reaper, control.kill.clone());
     set.want(&config.workers);
-    let background = CancellationToken::new();
-    if let Some(metrics) = &config.metrics {
-        let listener = tokio::net::TcpListener::bind(metrics.listen)
-            .await
-            .map_err(|source| RunError::Metrics {
-                addr: metrics.listen,
-                source,
-            })?;
-        tracing::info!(listen = %metrics.listen, "serving /metrics and /healthz");
-        tokio::spawn(crate::metrics::serve(
-            listener,
-            observer.clone(),
-            background.clone(),
-        ));
-    }
-    tokio::spawn(crate::systemd::report(observer.clone(), background.clone()));
+    let background = Background::start(&config, &observer).await?;
     observe(observer.clone());
 
     // A reload in progress: the file is read and parsed on a thread of its own, never on this loop
@@ -231,7 +155,7 @@ pub async fn run(
     set.stop.cancel();
     set.wanted.clear();
     set.drain(&control).await;
-    background.cancel();
+    background.stop().await;
     // What is left to delete goes with the session; no reaper task may keep it open.
     reaper.shutdown(REAPER_AT_SHUTDOWN).await;
     let closing = set
@@ -254,6 +178,84 @@ pub async fn run(
         }
         Ok(Err(e)) => Err(e.into()),
         Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
+/// The credentials file of `[zookeeper] auth`, read, and the warnings about the workers' users
+/// logged: off the event loop and under a deadline, like every file the daemon reads (the user
+/// lookups go through NSS, which LDAP or SSSD can block).
+async fn read_credentials(config: &Config) -> Result<Option<Arc<config::Credentials>>, RunError> {
+    let (auth, config) = (config.zookeeper.auth.clone(), config.clone());
+    let start = crate::files::off_loop(crate::files::READ_DEADLINE, move || {
+        let credentials = auth.as_ref().map(config::read_credentials).transpose();
+        (credentials, crate::process::user_switch_warnings(&config))
+    })
+    .await;
+    let Some((credentials, warnings)) = start else {
+        return Err(RunError::Unreadable {
+            deadline: crate::files::READ_DEADLINE,
+        });
+    };
+    let credentials = credentials.map_err(RunError::Credentials)?.map(Arc::new);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(credentials)
+}
+
+/// How long shutdown waits for the metrics server and the systemd reporter once told to stop: a
+/// scrape in flight may finish, a client that holds its connection open may not hold the daemon.
+const BACKGROUND_AT_SHUTDOWN: Duration = Duration::from_secs(1);
+
+/// The tasks beside the workers: the metrics server (with `[metrics]`) and the systemd reporter.
+/// They end when `stop` is cancelled; shutdown waits for them ([`Background::stop`]).
+struct Background {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Background {
+    /// Binds the metrics address, if any, and starts the tasks.
+    ///
+    /// # Errors
+    /// [`RunError::Metrics`] when the address cannot be bound.
+    async fn start(config: &Config, observer: &Arc<Observer>) -> Result<Background, RunError> {
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        if let Some(metrics) = &config.metrics {
+            let listener = tokio::net::TcpListener::bind(metrics.listen)
+                .await
+                .map_err(|source| RunError::Metrics {
+                    addr: metrics.listen,
+                    source,
+                })?;
+            tracing::info!(listen = %metrics.listen, "serving /metrics and /healthz");
+            tasks.spawn(crate::metrics::serve(
+                listener,
+                observer.clone(),
+                stop.clone(),
+            ));
+        }
+        tasks.spawn(crate::systemd::report(observer.clone(), stop.clone()));
+        Ok(Background { stop, tasks })
+    }
+
+    /// Tells the tasks to stop and waits for them, at most [`BACKGROUND_AT_SHUTDOWN`]; then aborts
+    /// those left.
+    async fn stop(mut self) {
+        self.stop.cancel();
+        let tasks = &mut self.tasks;
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(BACKGROUND_AT_SHUTDOWN, all)
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                left = self.tasks.len(),
+                "background tasks still busy at shutdown: aborting them"
+            );
+            self.tasks.shutdown().await;
+        }
     }
 }
 
@@ -314,6 +316,47 @@ struct WorkerSet {
 }
 
 impl WorkerSet {
+    /// No worker yet; what each worker task of `config` needs from the daemon.
+    fn new(
+        config: &Config,
+        observer: &Arc<Observer>,
+        reaper: &Arc<Reaper>,
+        kill: CancellationToken,
+    ) -> WorkerSet {
+        let chroot = config
+            .zookeeper
+            .connect
+            .chroot()
+            .unwrap_or_default()
+            .to_owned();
+        let base = CandidateData {
+            node: config.node.id.clone(),
+            host: Some(hostname()),
+            pid: Some(std::process::id()),
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            ..CandidateData::default()
+        };
+        let ctx = Arc::new(Context {
+            node_id: config.node.id.clone(),
+            root: config.zookeeper.root.clone(),
+            chroot,
+            base,
+            takeover_delay: config.zookeeper.takeover_delay,
+            changed: observer.changed.clone(),
+            reaper: reaper.clone(),
+        });
+        WorkerSet {
+            ctx,
+            sessions: observer.sessions.clone(),
+            observer: observer.clone(),
+            kill,
+            stop: CancellationToken::new(),
+            tasks: JoinSet::new(),
+            running: BTreeMap::new(),
+            wanted: BTreeMap::new(),
+        }
+    }
+
     /// Makes `workers` the wanted set, and starts those that have no task.
     fn want(&mut self, workers: &[WorkerConfig]) {
         self.wanted = workers
@@ -535,22 +578,6 @@ impl Plan {
             .collect();
         plan
     }
-}
-
-/// What a worker's state says for readiness and the summary: whether it joined its election, and
-/// whether this node leads it.
-#[must_use]
-pub fn joined_and_leading(state: &State) -> (bool, bool) {
-    match state {
-        State::Connecting | State::Stopped => (false, false),
-        // Settled for this session: readiness does not wait for it.
-        State::Following { .. } | State::Refused { .. } => (true, false),
-        State::Leading | State::Running { .. } | State::Stopping => (true, true),
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn hostname() -> String {

@@ -9,8 +9,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
-use crate::supervisor::{joined_and_leading, Observer};
-use crate::worker::State;
+use crate::observe::{joined_and_leading, Observer, State};
 
 /// Sends READY=1 once a session is up and every worker has joined its election, then keeps `STATUS=`
 /// up to date ([`status_line`]: "running 2 of 5 workers; ...") until `stop`.
@@ -82,7 +81,7 @@ pub struct Summary {
 
 impl Summary {
     /// Counts worker `name` in `state`; `start_error` is its last failed start, if any
-    /// ([`crate::worker::Shared::failing_to_start`]).
+    /// ([`crate::observe::Shared::failing_to_start`]).
     pub fn add(&mut self, name: &str, state: &State, start_error: Option<String>) {
         match (state, start_error) {
             (State::Running { .. }, _) => self.running += 1,

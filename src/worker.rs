@@ -26,7 +26,7 @@
 //! `grace_period + margin + S/5`.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +36,8 @@ use zookeeper_client as zk;
 
 use crate::config::WorkerConfig;
 use crate::election::{Candidate, Election, ElectionError, Leadership, Reaper};
-use crate::process::Cause;
-use crate::process::{Child, Ended, Exit, SpawnError};
+use crate::observe::{lock, CandidateData, LastExit, PublishedHistory, Shared, StartError, State};
+use crate::process::{Cause, Child, Ended, Exit, SpawnError};
 use crate::session::Session;
 
 /// A run that ends sooner than this after its start counts as a failure (SPEC §3 `handoff_after`).
@@ -65,29 +65,6 @@ enum Published {
     },
 }
 
-/// What a worker is doing on this node, published on a watch channel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Intermediate: no usable session yet (at start, or after one ended). Left when a session is up.
-    Connecting,
-    /// Intermediate: a candidate is in the election and `ahead` others are before it. Left when it is
-    /// first, or when the session ends.
-    Following { ahead: usize },
-    /// Intermediate: first in the election; waiting for the takeover delay, the lease, or the restart
-    /// delay before (re)starting the child. Left for `Running`, or when leadership is lost.
-    Leading,
-    /// Intermediate: the child runs. Left when it exits, is stopped, or leadership is lost.
-    Running { pid: u32, token: i64 },
-    /// Intermediate: the child is being stopped (grace period running).
-    Stopping,
-    /// Terminal: shut down; the child is stopped and the candidate deleted.
-    Stopped,
-    /// Intermediate: the session's negotiated timeout leaves no room for this worker's grace period
-    /// (at most `max_grace`), so this node stays out of its election and leaves it to nodes whose
-    /// sessions fit. Left when the session ends (the next may fit) or the worker is reloaded.
-    Refused { max_grace: Duration },
-}
-
 /// What the worker task needs from the daemon.
 #[derive(Clone)]
 pub struct Context {
@@ -97,185 +74,12 @@ pub struct Context {
     /// The chroot of the connect string ("" when none), to give the child a full path.
     pub chroot: String,
     /// The candidate's JSON (SPEC §4): `node`, `host`, `pid`, `version`.
-    pub base: serde_json::Map<String, serde_json::Value>,
+    pub base: CandidateData,
     pub takeover_delay: Duration,
     /// Woken on every state change of every worker (readiness, the systemd status line).
     pub changed: Arc<tokio::sync::Notify>,
     /// Deletes the candidates this node gives up, beyond the life of the worker task.
     pub reaper: Arc<Reaper>,
-}
-
-/// What one worker publishes to the rest of the daemon (metrics, readiness, tests).
-#[derive(Debug)]
-pub struct Shared {
-    pub state: watch::Sender<State>,
-    /// Starts of the child after an exit or a failed start, within one leadership.
-    pub restarts: AtomicU64,
-    /// Times this node gave leadership up (failures, health checks).
-    pub handoffs: AtomicU64,
-    pub health_check_failures: AtomicU64,
-    /// When this node last became the leader, in milliseconds since the Unix epoch; 0 if never.
-    pub leader_since_ms: AtomicU64,
-    /// Why the worker may not be running: how its child last ended, its last failed start, its
-    /// consecutive failures (for `status` and the systemd status line).
-    pub history: std::sync::Mutex<History>,
-    /// Why the task is being cancelled, as the stop of its child logs it (`why`): set by whoever
-    /// cancels it before cancelling (a reload: "removed", "changed"); "shutdown" when not set.
-    stop_reason: std::sync::Mutex<Option<&'static str>>,
-}
-
-/// A worker's recent history on this node: what answers "why is it not running?".
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct History {
-    /// How the child last ended, if it ever ran here.
-    pub last_exit: Option<LastExit>,
-    /// The last start that failed; cleared when a start succeeds.
-    pub start_error: Option<StartError>,
-    /// Consecutive failures: exits within [`QUICK_FAILURE`] of the start, and failed starts. Back to 0
-    /// after a longer run, and when this node gives leadership up.
-    pub failures: u32,
-}
-
-/// How a child ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LastExit {
-    pub exit: Exit,
-    /// When, in milliseconds since the Unix epoch.
-    pub at_ms: u64,
-    /// How long it had run.
-    pub ran: Duration,
-}
-
-/// A start that failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StartError {
-    pub error: String,
-    /// When, in milliseconds since the Unix epoch.
-    pub at_ms: u64,
-}
-
-/// A worker's [`History`] as its leader publishes it in its candidate's data (the keys `last_exit`,
-/// `start_error` and `failures`, next to SPEC §4's), and as `status` reads it back. Every field may be
-/// missing (a daemon of an older version, a candidate that never led): it then reads as empty.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct PublishedHistory {
-    pub last_exit: Option<PublishedExit>,
-    pub start_error: Option<PublishedStartError>,
-    pub failures: u32,
-}
-
-/// How the child last ended: its exit code or the signal that ended it (neither when its guard was
-/// lost), when (milliseconds since the Unix epoch), and how long it had run.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct PublishedExit {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-    pub at: u64,
-    pub ran_ms: u64,
-}
-
-/// The last failed start: the error as logged, and when (milliseconds since the Unix epoch).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct PublishedStartError {
-    pub error: String,
-    pub at: u64,
-}
-
-/// The longest start error published (a candidate's data must stay small): the start of it.
-const MAX_PUBLISHED_ERROR: usize = 1024;
-
-impl From<&History> for PublishedHistory {
-    fn from(h: &History) -> PublishedHistory {
-        PublishedHistory {
-            last_exit: h.last_exit.as_ref().map(|e| PublishedExit {
-                code: match e.exit {
-                    Exit::Code(c) => Some(c),
-                    _ => None,
-                },
-                signal: match e.exit {
-                    Exit::Signal(s) => Some(s),
-                    _ => None,
-                },
-                at: e.at_ms,
-                ran_ms: u64::try_from(e.ran.as_millis()).unwrap_or(u64::MAX),
-            }),
-            start_error: h.start_error.as_ref().map(|e| {
-                let mut error = e.error.clone();
-                if error.len() > MAX_PUBLISHED_ERROR {
-                    let mut end = MAX_PUBLISHED_ERROR;
-                    while !error.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    error.truncate(end);
-                    error.push('…');
-                }
-                PublishedStartError { error, at: e.at_ms }
-            }),
-            failures: h.failures,
-        }
-    }
-}
-
-impl PublishedExit {
-    /// The exit as [`Exit`] shows it: `exit code 3`, `signal 9 (SIGKILL)`.
-    #[must_use]
-    pub fn exit(&self) -> Exit {
-        match (self.code, self.signal) {
-            (Some(c), _) => Exit::Code(c),
-            (None, Some(s)) => Exit::Signal(s),
-            (None, None) => Exit::Unknown,
-        }
-    }
-}
-
-impl Shared {
-    /// A copy of the worker's history.
-    #[must_use]
-    pub fn history(&self) -> History {
-        lock(&self.history).clone()
-    }
-
-    /// Says why the worker task is about to be cancelled (see `stop_reason`); call it before
-    /// cancelling.
-    pub fn stop_because(&self, why: &'static str) {
-        *lock(&self.stop_reason) = Some(why);
-    }
-
-    /// Why the worker task was cancelled: what [`Shared::stop_because`] said, else "shutdown".
-    #[must_use]
-    pub fn stop_reason(&self) -> &'static str {
-        lock(&self.stop_reason).unwrap_or("shutdown")
-    }
-
-    /// Whether this node leads the worker but cannot start it: its last start failed.
-    #[must_use]
-    pub fn failing_to_start(&self) -> Option<StartError> {
-        lock(&self.history).start_error.clone()
-    }
-}
-
-impl Shared {
-    #[must_use]
-    pub fn new() -> Shared {
-        Shared {
-            state: watch::channel(State::Connecting).0,
-            restarts: AtomicU64::new(0),
-            handoffs: AtomicU64::new(0),
-            health_check_failures: AtomicU64::new(0),
-            leader_since_ms: AtomicU64::new(0),
-            history: std::sync::Mutex::new(History::default()),
-            stop_reason: std::sync::Mutex::new(None),
-        }
-    }
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared::new()
-    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -393,6 +197,53 @@ impl Backoff {
     }
 }
 
+/// What [`Job::ready`] found.
+enum Ready {
+    /// Leadership is confirmed, the restart delay over, the lease long enough: start.
+    Start(Leadership, watch::Receiver<Option<crate::lease::Stamp>>),
+    /// A wait is over: confirm again.
+    Again,
+    /// Leadership is over.
+    Over(Led),
+}
+
+/// The starts and failures of one leadership (SPEC §3 `handoff_after`). A start after the first is a
+/// restart; a failed start, or a run shorter than [`QUICK_FAILURE`], is a failure, and a longer run
+/// clears them; `handoff_after` failures in a row give leadership up. A start the lease refused
+/// (nothing was started) is not counted at all.
+#[derive(Debug, Default)]
+struct Tally {
+    starts: u32,
+    /// Consecutive failures.
+    failures: u32,
+}
+
+impl Tally {
+    /// A child started, or failed to: returns whether it was a restart.
+    fn started(&mut self) -> bool {
+        self.starts += 1;
+        self.starts > 1
+    }
+
+    /// The child exited after `ran`.
+    fn exited(&mut self, ran: Duration) {
+        if ran < QUICK_FAILURE {
+            self.failures += 1;
+        } else {
+            self.failures = 0;
+        }
+    }
+
+    fn failed_to_start(&mut self) {
+        self.failures += 1;
+    }
+
+    /// Whether it is time to give leadership up (never with `handoff_after = 0`).
+    fn hand_off(&self, handoff_after: u32) -> bool {
+        handoff_after > 0 && self.failures >= handoff_after
+    }
+}
+
 impl Job {
     fn name(&self) -> &str {
         &self.worker.name
@@ -407,26 +258,22 @@ impl Job {
     /// plus `leader_since`, `running`, `stopping`, while there is a child `child_pid` and
     /// `child_since` (milliseconds since the Unix epoch), and the worker's [`PublishedHistory`].
     fn data(&self, child: Published) -> Vec<u8> {
-        let mut data = self.ctx.base.clone();
-        let since = self.shared.leader_since_ms.load(Ordering::Relaxed);
-        data.insert("leader_since".into(), since.into());
-        data.insert(
-            "running".into(),
-            matches!(child, Published::Running { .. }).into(),
-        );
-        data.insert(
-            "stopping".into(),
-            matches!(child, Published::Stopping { .. }).into(),
-        );
-        if let Published::Running { pid, since } | Published::Stopping { pid, since } = child {
-            data.insert("child_pid".into(), pid.into());
-            data.insert("child_since".into(), since.into());
+        let (child_pid, child_since) = match child {
+            Published::Running { pid, since } | Published::Stopping { pid, since } => {
+                (Some(pid), Some(since))
+            }
+            Published::Idle => (None, None),
+        };
+        CandidateData {
+            leader_since: Some(self.shared.leader_since_ms.load(Ordering::Relaxed)),
+            running: Some(matches!(child, Published::Running { .. })),
+            stopping: Some(matches!(child, Published::Stopping { .. })),
+            child_pid,
+            child_since,
+            history: Some(PublishedHistory::from(&self.shared.history())),
+            ..self.ctx.base.clone()
         }
-        let history = PublishedHistory::from(&self.shared.history());
-        if let Ok(serde_json::Value::Object(history)) = serde_json::to_value(history) {
-            data.extend(history);
-        }
-        serde_json::Value::Object(data).to_string().into_bytes()
+        .to_bytes()
     }
 
     /// Publishes this leader's state (see [`Job::data`]). Best effort: a failure leaves `status`
@@ -531,9 +378,7 @@ impl Job {
 
     async fn serve(&self, session: &Arc<Session>) -> Served {
         let dir = format!("{}/{}", self.ctx.root, self.worker.name);
-        let data = serde_json::Value::Object(self.ctx.base.clone())
-            .to_string()
-            .into_bytes();
+        let data = self.ctx.base.to_bytes();
         let election = Election::new(session, &self.ctx.reaper, dir, data);
         let mut me = None::<Candidate>;
         loop {
@@ -648,163 +493,213 @@ impl Job {
         {
             return self.why_stopped(session);
         }
-        let w = &self.worker;
-        let mut failures = 0u32;
+        let mut tally = Tally::default();
         lock(&self.shared.history).failures = 0;
-        let mut starts = 0u32;
         // After a takeover delay the campaign's confirmation is stale: confirm again.
         let mut confirmed = self.ctx.takeover_delay.is_zero().then_some(first);
         loop {
-            let confirmation = match confirmed.take() {
-                Some(l) => Ok(l),
-                None => election.confirm(me).await,
-            };
-            let leadership = match confirmation {
-                Ok(l) => l,
-                Err(ElectionError::CandidateGone(path)) => {
-                    tracing::warn!(worker = self.name(), candidate = %path, "our candidate is gone; rejoining");
-                    return Led::Lost;
-                }
-                Err(ElectionError::SessionEnded) => return Led::SessionEnded,
-                Err(e) => {
-                    tracing::warn!(worker = self.name(), error = %e, "cannot confirm leadership; retrying");
-                    if !self.pause(session, RETRY_PAUSE).await {
-                        return self.why_stopped(session);
-                    }
-                    continue;
-                }
-            };
-            // The restart delay left from an earlier exit, possibly of an earlier leadership.
-            let wait = lock(&self.backoff).remaining();
-            if !wait.is_zero() {
-                tracing::info!(worker = self.name(), delay = ?wait, "waiting out the restart delay");
-                if !self.pause(session, wait).await {
-                    return self.why_stopped(session);
-                }
-                continue; // confirm again
-            }
-            // Subscribe before reading the deadline, so no renewal falls between the two.
-            let mut lease = session.lease.subscribe();
-            // Never start a child whose grace period would not fit in what is left of the lease, nor
-            // one the guard would stop before the next renewal can come (a session whose connection
-            // took long starts with little lease left: wait for its first proof).
-            if !session
-                .lease
-                .holds_for(w.grace_period + session.lease.start_room())
-            {
-                tokio::select! {
-                    _ = lease.changed() => continue,
-                    () = self.cancel.cancelled() => return Led::Shutdown,
-                    () = session.ended() => return Led::SessionEnded,
-                }
-            }
-            lease.borrow_and_update();
-            if self.cancel.is_cancelled() {
-                return Led::Shutdown;
-            }
-            let env = [
-                ("ZK_SUPERVISE_WORKER", w.name.clone()),
-                ("ZK_SUPERVISE_NODE", self.ctx.node_id.clone()),
-                (
-                    "ZK_SUPERVISE_ZNODE",
-                    format!("{}{}", self.ctx.chroot, me.path),
-                ),
-                ("ZK_SUPERVISE_FENCING_TOKEN", leadership.token.to_string()),
-            ];
-            if starts > 0 {
-                self.shared.restarts.fetch_add(1, Ordering::Relaxed);
-            }
-            starts += 1;
-            let outcome = match Child::spawn(w, &env, &session.lease).await {
-                Ok(mut child) => {
-                    lock(&self.shared.history).start_error = None;
-                    // Renewals that came while it started: the guard must have the latest deadline (it reads
-                    // the shared page by itself, if there is one).
-                    let latest = *lease.borrow_and_update();
-                    if let (Some(k), None) = (latest, session.lease.shared()) {
-                        child.renew(k).await;
-                    }
-                    tracing::info!(
-                        worker = self.name(),
-                        pid = child.pid(),
-                        token = leadership.token,
-                        "started"
-                    );
-                    self.set(State::Running {
-                        pid: child.pid(),
-                        token: leadership.token,
-                    });
-                    let since = epoch_ms();
-                    let running = Published::Running {
-                        pid: child.pid(),
-                        since,
-                    };
-                    self.publish(election, me, running).await;
-                    let run = Run {
-                        child,
-                        since,
-                        watch: leadership.watch,
-                        lease,
-                        env: &env,
-                    };
-                    self.supervise(session, election, me, run).await
-                }
-                Err(SpawnError::Lease) => {
-                    starts -= 1;
-                    continue; // the top of the loop waits for a renewal
-                }
-                Err(e) => {
-                    tracing::error!(worker = self.name(), error = %e, "cannot start the command");
-                    lock(&self.shared.history).start_error = Some(StartError {
-                        error: e.to_string(),
-                        at_ms: epoch_ms(),
-                    });
-                    Supervised::Failed
-                }
+            let (leadership, lease) =
+                match self.ready(session, election, me, confirmed.take()).await {
+                    Ready::Start(leadership, lease) => (leadership, lease),
+                    Ready::Again => continue,
+                    Ready::Over(led) => return led,
+                };
+            let Some(outcome) = self
+                .start(session, election, me, leadership, lease, &mut tally)
+                .await
+            else {
+                continue; // the lease lapsed as it started: wait for a renewal
             };
             self.set(State::Leading);
-            let ran = match outcome {
-                // When leadership ends, the stop was published before it, or the candidate is gone.
-                Supervised::Led(led) => return led,
-                Supervised::LeaseLapsed => {
-                    self.publish(election, me, Published::Idle).await;
-                    continue; // the top of the loop waits for a renewal
-                }
-                Supervised::Exited(ended) => {
-                    if ended.ran < QUICK_FAILURE {
-                        failures += 1;
-                    } else {
-                        failures = 0;
-                    }
-                    lock(&self.shared.history).last_exit = Some(LastExit {
-                        exit: ended.exit,
-                        at_ms: epoch_ms(),
-                        ran: ended.ran,
-                    });
-                    ended.ran
-                }
-                Supervised::Failed => {
-                    failures += 1;
-                    Duration::ZERO
-                }
-            };
-            lock(&self.shared.history).failures = failures;
-            // Still leading, the child not running: say so, and why.
-            self.publish(election, me, Published::Idle).await;
-            let delay = lock(&self.backoff).exited(w, ran);
-            if w.handoff_after > 0 && failures >= w.handoff_after {
-                tracing::warn!(
-                    worker = self.name(),
-                    failures,
-                    "handing off: too many consecutive failures"
-                );
-                return Led::HandOff;
-            }
-            tracing::info!(worker = self.name(), delay = ?delay, failures, "restarting after a delay");
-            if !self.pause(session, delay).await {
-                return self.why_stopped(session);
+            if let Some(led) = self.after(session, election, me, outcome, &mut tally).await {
+                return led;
             }
         }
+    }
+
+    /// Before a start: confirms leadership (unless `confirmed` just did), waits out what is left of
+    /// the restart delay, and waits until the lease covers the grace period. Each wait ends in
+    /// [`Ready::Again`], to confirm again after it.
+    async fn ready(
+        &self,
+        session: &Session,
+        election: &Election<'_>,
+        me: &Candidate,
+        confirmed: Option<Leadership>,
+    ) -> Ready {
+        let confirmation = match confirmed {
+            Some(l) => Ok(l),
+            None => election.confirm(me).await,
+        };
+        let leadership = match confirmation {
+            Ok(l) => l,
+            Err(ElectionError::CandidateGone(path)) => {
+                tracing::warn!(worker = self.name(), candidate = %path, "our candidate is gone; rejoining");
+                return Ready::Over(Led::Lost);
+            }
+            Err(ElectionError::SessionEnded) => return Ready::Over(Led::SessionEnded),
+            Err(e) => {
+                tracing::warn!(worker = self.name(), error = %e, "cannot confirm leadership; retrying");
+                if !self.pause(session, RETRY_PAUSE).await {
+                    return Ready::Over(self.why_stopped(session));
+                }
+                return Ready::Again;
+            }
+        };
+        // The restart delay left from an earlier exit, possibly of an earlier leadership.
+        let wait = lock(&self.backoff).remaining();
+        if !wait.is_zero() {
+            tracing::info!(worker = self.name(), delay = ?wait, "waiting out the restart delay");
+            if !self.pause(session, wait).await {
+                return Ready::Over(self.why_stopped(session));
+            }
+            return Ready::Again;
+        }
+        // Subscribe before reading the deadline, so no renewal falls between the two.
+        let mut lease = session.lease.subscribe();
+        // Never start a child whose grace period would not fit in what is left of the lease, nor
+        // one the guard would stop before the next renewal can come (a session whose connection
+        // took long starts with little lease left: wait for its first proof).
+        if !session
+            .lease
+            .holds_for(self.worker.grace_period + session.lease.start_room())
+        {
+            tokio::select! {
+                _ = lease.changed() => return Ready::Again,
+                () = self.cancel.cancelled() => return Ready::Over(Led::Shutdown),
+                () = session.ended() => return Ready::Over(Led::SessionEnded),
+            }
+        }
+        lease.borrow_and_update();
+        if self.cancel.is_cancelled() {
+            return Ready::Over(Led::Shutdown);
+        }
+        Ready::Start(leadership, lease)
+    }
+
+    /// Starts the child and supervises it until it ends or leadership does; `None` if the lease
+    /// lapsed as it started (nothing started: that is not a start).
+    async fn start(
+        &self,
+        session: &Session,
+        election: &Election<'_>,
+        me: &Candidate,
+        leadership: Leadership,
+        mut lease: watch::Receiver<Option<crate::lease::Stamp>>,
+        tally: &mut Tally,
+    ) -> Option<Supervised> {
+        let w = &self.worker;
+        let env = [
+            ("ZK_SUPERVISE_WORKER", w.name.clone()),
+            ("ZK_SUPERVISE_NODE", self.ctx.node_id.clone()),
+            (
+                "ZK_SUPERVISE_ZNODE",
+                format!("{}{}", self.ctx.chroot, me.path),
+            ),
+            ("ZK_SUPERVISE_FENCING_TOKEN", leadership.token.to_string()),
+        ];
+        let spawned = Child::spawn(w, &env, &session.lease).await;
+        if matches!(spawned, Err(SpawnError::Lease)) {
+            return None;
+        }
+        if tally.started() {
+            self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!(worker = self.name(), error = %e, "cannot start the command");
+                lock(&self.shared.history).start_error = Some(StartError {
+                    error: e.to_string(),
+                    at_ms: epoch_ms(),
+                });
+                return Some(Supervised::Failed);
+            }
+        };
+        lock(&self.shared.history).start_error = None;
+        // Renewals that came while it started: the guard must have the latest deadline (it reads
+        // the shared page by itself, if there is one).
+        let latest = *lease.borrow_and_update();
+        if let (Some(k), None) = (latest, session.lease.shared()) {
+            child.renew(k).await;
+        }
+        tracing::info!(
+            worker = self.name(),
+            pid = child.pid(),
+            token = leadership.token,
+            "started"
+        );
+        self.set(State::Running {
+            pid: child.pid(),
+            token: leadership.token,
+        });
+        let since = epoch_ms();
+        let running = Published::Running {
+            pid: child.pid(),
+            since,
+        };
+        self.publish(election, me, running).await;
+        let run = Run {
+            child,
+            since,
+            watch: leadership.watch,
+            lease,
+            env: &env,
+        };
+        Some(self.supervise(session, election, me, run).await)
+    }
+
+    /// After a run or a failed start, still leading: counts it, publishes that the child is not
+    /// running and why, and waits out the restart delay; `Some` when leadership ends instead (too
+    /// many failures in a row: a handoff).
+    async fn after(
+        &self,
+        session: &Session,
+        election: &Election<'_>,
+        me: &Candidate,
+        outcome: Supervised,
+        tally: &mut Tally,
+    ) -> Option<Led> {
+        let w = &self.worker;
+        let ran = match outcome {
+            // When leadership ends, the stop was published before it, or the candidate is gone.
+            Supervised::Led(led) => return Some(led),
+            Supervised::LeaseLapsed => {
+                self.publish(election, me, Published::Idle).await;
+                return None; // the top of the loop waits for a renewal
+            }
+            Supervised::Exited(ended) => {
+                tally.exited(ended.ran);
+                lock(&self.shared.history).last_exit = Some(LastExit {
+                    exit: ended.exit,
+                    at_ms: epoch_ms(),
+                    ran: ended.ran,
+                });
+                ended.ran
+            }
+            Supervised::Failed => {
+                tally.failed_to_start();
+                Duration::ZERO
+            }
+        };
+        let failures = tally.failures;
+        lock(&self.shared.history).failures = failures;
+        // Still leading, the child not running: say so, and why.
+        self.publish(election, me, Published::Idle).await;
+        let delay = lock(&self.backoff).exited(w, ran);
+        if tally.hand_off(w.handoff_after) {
+            tracing::warn!(
+                worker = self.name(),
+                failures,
+                "handing off: too many consecutive failures"
+            );
+            return Some(Led::HandOff);
+        }
+        tracing::info!(worker = self.name(), delay = ?delay, failures, "restarting after a delay");
+        if !self.pause(session, delay).await {
+            return Some(self.why_stopped(session));
+        }
+        None
     }
 
     fn why_stopped(&self, session: &Session) -> Led {
@@ -979,10 +874,6 @@ impl Job {
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// A child just started, and what watching it takes.
@@ -1008,43 +899,97 @@ enum Supervised {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_published_history_reads_back_and_stays_small() {
-        let history = History {
-            last_exit: Some(LastExit {
-                exit: Exit::Signal(9),
-                at_ms: 1_000,
-                ran: Duration::from_millis(1_500),
-            }),
-            start_error: Some(StartError {
-                error: "é".repeat(MAX_PUBLISHED_ERROR),
-                at_ms: 2_000,
-            }),
-            failures: 3,
-        };
-        let published = PublishedHistory::from(&history);
-        let json = serde_json::to_string(&published).expect("serializes");
-        let back: PublishedHistory = serde_json::from_str(&json).expect("reads back");
-        assert_eq!(back, published);
-        let exit = back.last_exit.expect("an exit");
-        assert_eq!(
-            (exit.code, exit.signal, exit.ran_ms),
-            (None, Some(9), 1_500)
+    /// A worker with these restart delays (SPEC §3).
+    fn worker(restart_delay: &str, max_restart_delay: &str) -> WorkerConfig {
+        let text = format!(
+            "[zookeeper]\nconnect = \"zk:2181\"\n[[worker]]\nname = \"w\"\ncommand = [\"/bin/true\"]\n\
+             restart_delay = \"{restart_delay}\"\nmax_restart_delay = \"{max_restart_delay}\"\n"
         );
-        assert_eq!(exit.exit(), Exit::Signal(9));
-        let error = back.start_error.expect("an error").error;
-        assert!(error.len() <= MAX_PUBLISHED_ERROR + '…'.len_utf8() && error.ends_with('…'));
-        // A candidate of an older version, or one that never led: empty.
-        let old: PublishedHistory =
-            serde_json::from_str(r#"{"node": "a", "running": true}"#).expect("reads");
-        assert_eq!(old, PublishedHistory::default());
+        crate::config::parse(&text, std::path::Path::new("w.toml"))
+            .expect("a valid config")
+            .workers
+            .remove(0)
+    }
+
+    fn backoff(w: &WorkerConfig) -> Backoff {
+        Backoff {
+            delay: w.restart_delay,
+            not_before: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_restart_delay_doubles_up_to_its_maximum_and_runs_out() {
+        let w = worker("1s", "5s");
+        let mut b = backoff(&w);
+        assert_eq!(
+            b.remaining(),
+            Duration::ZERO,
+            "no wait before the first start"
+        );
+        let quick = Duration::from_millis(100);
+        let waits: Vec<Duration> = (0..5).map(|_| b.exited(&w, quick)).collect();
+        let secs = |s: &[u64]| {
+            s.iter()
+                .map(|&s| Duration::from_secs(s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(waits, secs(&[1, 2, 4, 5, 5]));
+        assert_eq!(b.remaining(), Duration::from_secs(5));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(b.remaining(), Duration::from_secs(2));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(
+            b.remaining(),
+            Duration::ZERO,
+            "the wait is over, not negative"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_as_long_as_the_maximum_resets_the_delay() {
+        let w = worker("1s", "8s");
+        let mut b = backoff(&w);
+        for _ in 0..3 {
+            b.exited(&w, Duration::ZERO);
+        }
+        assert_eq!(b.exited(&w, Duration::from_secs(7)), Duration::from_secs(8));
+        assert_eq!(b.exited(&w, Duration::from_secs(8)), Duration::from_secs(1));
+        assert_eq!(b.exited(&w, Duration::ZERO), Duration::from_secs(2));
+    }
+
+    /// The delay is kept across leaderships (a lone node that hands off and wins again): what is
+    /// left of it is what is left of the time, not a fresh delay.
+    #[tokio::test(start_paused = true)]
+    async fn what_is_left_of_the_delay_follows_the_clock() {
+        let w = worker("2s", "60s");
+        let mut b = backoff(&w);
+        b.exited(&w, Duration::ZERO);
+        b.exited(&w, Duration::ZERO);
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+        assert_eq!(b.remaining(), Duration::from_millis(2_500));
     }
 
     #[test]
-    fn a_stop_says_why_it_was_asked_for() {
-        let shared = Shared::new();
-        assert_eq!(shared.stop_reason(), "shutdown");
-        shared.stop_because("removed");
-        assert_eq!(shared.stop_reason(), "removed");
+    fn restarts_are_starts_after_the_first() {
+        let mut t = Tally::default();
+        assert!(!t.started(), "the first start is not a restart");
+        assert!(t.started());
+        assert!(t.started());
+    }
+
+    #[test]
+    fn quick_failures_in_a_row_hand_off_and_a_long_run_clears_them() {
+        let mut t = Tally::default();
+        let quick = QUICK_FAILURE - Duration::from_millis(1);
+        t.exited(quick);
+        t.failed_to_start();
+        assert!(!t.hand_off(3));
+        t.exited(quick);
+        assert!(t.hand_off(3));
+        assert!(!t.hand_off(0), "handoff_after = 0: never");
+        t.exited(QUICK_FAILURE);
+        assert_eq!(t.failures, 0);
+        assert!(!t.hand_off(1));
     }
 }

@@ -27,20 +27,15 @@
 //! exactly its life. `SCALE_JSON=<file>` writes the figures as JSON. Waits all have deadlines; figures are
 //! printed, never asserted, except that a worker never runs twice at once.
 
-#[path = "common.rs"]
-mod bench_common;
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bench_common::*;
-use common::*;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
+use testkit::bench::*;
+use testkit::*;
 
 /// Session timeout of the cluster, memory and rolling runs: the test servers' maximum.
 const S_SCALE: &str = "4s";
@@ -388,9 +383,9 @@ fn phases(logs: &[String], names: &[String], from: f64) -> Option<(f64, f64, f64
 // ---------------------------------------------------------------------------------------------------------------
 // Workers and agents
 
-/// The light worker (see [`bench_common::light_worker`]).
+/// The light worker (see [`testkit::bench::light_worker`]).
 fn light_worker(witness: &Witness) -> (Vec<String>, &'static str) {
-    bench_common::light_worker(witness, "bash witness (no C compiler)")
+    testkit::bench::light_worker(witness, "bash witness (no C compiler)")
 }
 
 /// The program that runs on each node: the daemon, or the kazoo baseline.
@@ -1334,7 +1329,8 @@ fn main() {
         Duration::from_secs(env_num("SCALE_COMPARE_IDLE_SECS", if quick { 10 } else { 30 }) as u64);
     let began = Instant::now();
     println!(
-        "scale benchmark: {BIN}; quick: {quick}; cores: {}",
+        "scale benchmark: {}; quick: {quick}; cores: {}",
+        bin(),
         thread::available_parallelism().map_or(0, |n| n.get())
     );
     let mut report = serde_json::Map::new();

@@ -21,7 +21,6 @@
 //! 3. **Liveness once healed**: in every quiet window (no fault active) that lasts longer than `settle`
 //!    (S + 2 s), from `settle` after its start to its end, every configured worker runs exactly once, always the
 //!    same process, and every worker no longer configured runs nowhere.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -35,7 +34,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::{lock, Conn};
+use crate::rig::lock;
+use crate::witness::Conn;
 
 // ---------------------------------------------------------------------------------------------------------------
 // The recorder

@@ -28,9 +28,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{
-    free_ports, lock, logs, poll_until, Proxy, StartError, TempDir, ZkNode, ZK_START_TIMEOUT,
-};
+use super::node::{logs, start_servers, StartError, ZkNode, ZK_START_TIMEOUT};
+use crate::ports::free_ports;
+use crate::proxy::Proxy;
+use crate::rig::{lock, TempDir};
+use crate::wait::poll_until;
 
 /// The test servers' tick ([`ZkNode`] writes `tickTime=200`).
 pub const TICK: Duration = Duration::from_millis(200);
@@ -307,7 +309,8 @@ pub struct QuorumEnsemble {
     nodes: Vec<ZkNode>,
     routes: Vec<Route>,
     sync_limit: u32,
-    dir: TempDir,
+    /// Removed once `drop` has killed the servers.
+    _dir: TempDir,
 }
 
 impl QuorumEnsemble {
@@ -317,106 +320,83 @@ impl QuorumEnsemble {
     pub fn start(sync_limit: u32) -> QuorumEnsemble {
         assert!(sync_limit >= 1, "syncLimit must be at least 1 tick");
         let dir = TempDir::new("quorum");
-        for attempt in 1..=3 {
-            // The links take their ports first, and hold them: the kernel then cannot hand one of them to
-            // free_ports, which releases its ports for the servers to bind.
-            let mut routes = Vec::new();
-            for from in 0..SERVERS {
-                for to in (0..SERVERS).filter(|&to| to != from) {
-                    routes.push(Route {
-                        from,
-                        to,
-                        quorum: Link::new(),
-                        election: Link::new(),
-                    });
-                }
-            }
-            let ports = free_ports(3 * SERVERS);
-            let real = |i: usize, kind: usize| -> SocketAddr {
-                SocketAddr::from(([127, 0, 0, 1], ports[3 * i + kind]))
-            };
-            let route = |from: usize, to: usize| {
-                routes
-                    .iter()
-                    .find(|r| r.from == from && r.to == to)
-                    .expect("a route between two servers")
-            };
-            for r in &routes {
-                r.quorum.forward_to(real(r.to, 1));
-                r.election.forward_to(real(r.to, 2));
-                let back = route(r.to, r.from).election.port();
-                let _ = r.election.shared.advertise.set(format!("127.0.0.1:{back}"));
-            }
-            let mut nodes: Vec<ZkNode> = (0..SERVERS)
-                .map(|i| {
-                    let mut servers = String::new();
-                    for j in 0..SERVERS {
-                        let (quorum, election) = if i == j {
-                            (ports[3 * j + 1], ports[3 * j + 2])
-                        } else {
-                            (route(i, j).quorum.port(), route(i, j).election.port())
-                        };
-                        let _ = writeln!(servers, "server.{}=127.0.0.1:{quorum}:{election}", j + 1);
+        let (nodes, routes) = start_servers(
+            || {
+                // The links take their ports first, and hold them: the kernel then cannot hand one of them to
+                // free_ports, which releases its ports for the servers to bind.
+                let mut routes = Vec::new();
+                for from in 0..SERVERS {
+                    for to in (0..SERVERS).filter(|&to| to != from) {
+                        routes.push(Route {
+                            from,
+                            to,
+                            quorum: Link::new(),
+                            election: Link::new(),
+                        });
                     }
-                    let name = format!("zk{}", i + 1);
-                    let node_dir = dir.path().join(&name);
-                    let node =
-                        ZkNode::new(name, node_dir, ports[3 * i], Some(i + 1), &servers, None);
-                    // zoo.cfg is a properties file: a later key wins over the rig's defaults. Keys ZooKeeper
-                    // does not know become system properties prefixed with `zookeeper.`. initLimit (the time a
-                    // learner gets to connect and sync) stays the rig's 10 ticks, or syncLimit if that is longer,
-                    // as ZooKeeper's guide advises.
-                    let config = node.dir.join("zoo.cfg");
-                    let mut text = std::fs::read_to_string(&config).expect("read zoo.cfg");
-                    let _ = write!(
-                        text,
-                        "syncLimit={sync_limit}\n\
-                         initLimit={}\n\
-                         fastleader.maxNotificationInterval={MAX_NOTIFICATION_INTERVAL_MS}\n",
-                        sync_limit.max(10)
-                    );
-                    std::fs::write(&config, text).expect("write zoo.cfg");
-                    node
-                })
-                .collect();
-            for node in &mut nodes {
-                node.spawn();
-            }
-            let deadline = Instant::now() + ZK_START_TIMEOUT;
-            let failure = nodes.iter().find_map(|node| {
+                }
+                let ports = free_ports(3 * SERVERS);
+                let real = |i: usize, kind: usize| -> SocketAddr {
+                    SocketAddr::from(([127, 0, 0, 1], ports[3 * i + kind]))
+                };
+                let route = |from: usize, to: usize| {
+                    routes
+                        .iter()
+                        .find(|r| r.from == from && r.to == to)
+                        .expect("a route between two servers")
+                };
+                for r in &routes {
+                    r.quorum.forward_to(real(r.to, 1));
+                    r.election.forward_to(real(r.to, 2));
+                    let back = route(r.to, r.from).election.port();
+                    let _ = r.election.shared.advertise.set(format!("127.0.0.1:{back}"));
+                }
+                let nodes: Vec<ZkNode> = (0..SERVERS)
+                    .map(|i| {
+                        let mut servers = String::new();
+                        for j in 0..SERVERS {
+                            let (quorum, election) = if i == j {
+                                (ports[3 * j + 1], ports[3 * j + 2])
+                            } else {
+                                (route(i, j).quorum.port(), route(i, j).election.port())
+                            };
+                            let _ =
+                                writeln!(servers, "server.{}=127.0.0.1:{quorum}:{election}", j + 1);
+                        }
+                        let name = format!("zk{}", i + 1);
+                        let node_dir = dir.path().join(&name);
+                        let node =
+                            ZkNode::new(name, node_dir, ports[3 * i], Some(i + 1), &servers, None);
+                        // zoo.cfg is a properties file: a later key wins over the rig's defaults. Keys ZooKeeper
+                        // does not know become system properties prefixed with `zookeeper.`. initLimit (the time a
+                        // learner gets to connect and sync) stays the rig's 10 ticks, or syncLimit if that is longer,
+                        // as ZooKeeper's guide advises.
+                        let config = node.dir.join("zoo.cfg");
+                        let mut text = std::fs::read_to_string(&config).expect("read zoo.cfg");
+                        let _ = write!(
+                            text,
+                            "syncLimit={sync_limit}\n\
+                             initLimit={}\n\
+                             fastleader.maxNotificationInterval={MAX_NOTIFICATION_INTERVAL_MS}\n",
+                            sync_limit.max(10)
+                        );
+                        std::fs::write(&config, text).expect("write zoo.cfg");
+                        node
+                    })
+                    .collect();
+                (nodes, routes)
+            },
+            |node, deadline| {
                 node.wait_serving(&["leader", "follower"], deadline)
                     .and_then(|()| wait_election_listener(node, deadline))
-                    .err()
-                    .map(|error| (node.name.clone(), error))
-            });
-            match failure {
-                None => {
-                    return QuorumEnsemble {
-                        nodes,
-                        routes,
-                        sync_limit,
-                        dir,
-                    }
-                }
-                Some((_, StartError::AddrInUse)) if attempt < 3 => {
-                    for node in &mut nodes {
-                        node.kill();
-                    }
-                }
-                Some((name, error)) => {
-                    let why = match error {
-                        StartError::AddrInUse => "ports taken three times".to_owned(),
-                        StartError::Failed(why) => why,
-                    };
-                    let logs = logs(&nodes, &name);
-                    for node in &mut nodes {
-                        node.kill();
-                    }
-                    panic!("{why}\n{logs}");
-                }
-            }
+            },
+        );
+        QuorumEnsemble {
+            nodes,
+            routes,
+            sync_limit,
+            _dir: dir,
         }
-        unreachable!()
     }
 
     /// `syncLimit × tickTime`: how long a follower cut off from its leader keeps serving its clients.

@@ -2,13 +2,11 @@
 //! systemd status line counts the workers that run and names those that do not, what each running
 //! worker costs in descriptors, and log lines a worker cannot forge.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use common::*;
 use nix::sys::signal::Signal;
+use testkit::*;
 
 /// The session timeout.
 const S: &str = "2s";
@@ -124,7 +122,7 @@ fn a_short_open_files_limit_is_named_and_systemd_hears_which_workers_do_not_run(
             &socket,
             "prlimit",
             "--nofile=256:256",
-            BIN,
+            bin(),
             "run",
         ],
         &toml(200),

@@ -6,13 +6,11 @@
 //! One standalone server is shared by every test of this file; each test has its own root path. A node
 //! whose link must go silent reaches the server through a [`Proxy`].
 
-mod common;
-
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
-use common::*;
 use nix::sys::signal::Signal;
+use testkit::*;
 
 /// The session timeout of every test here: the longest the test servers grant, so that a silence of half
 /// of it leaves the lease (and the session) alive.
@@ -141,7 +139,7 @@ fn a_worker_removed_while_the_link_is_silent_moves_to_another_node_and_status_ne
 #[test]
 fn a_handoff_cancelled_by_a_reload_after_its_delete_was_lost_leaves_no_candidate_first() {
     let zk = shared_server();
-    let proxy = LossyProxy::new(&zk.connect_string());
+    let proxy = Proxy::new(&zk.connect_string());
     let witness = Witness::new();
     let root = unique_root("handoff-lost");
     let dir = TempDir::new("handoff-lost");
@@ -177,9 +175,9 @@ fn a_handoff_cancelled_by_a_reload_after_its_delete_was_lost_leaves_no_candidate
 
     // x fails on a, a hands off, the delete of its candidate is lost with a's connection (and a cannot
     // reconnect for S/4) — and x is removed from a while the handoff is unfinished.
-    proxy.drop_next_candidate_delete();
+    proxy.lose_next_candidate_delete();
     std::fs::write(&go, "").expect("tell x to fail");
-    proxy.wait_dropped(Duration::from_secs(5));
+    proxy.wait_lost_delete(Duration::from_secs(5));
     let lost = Instant::now();
     a.replace_config(&config(&proxy.connect_string(), &root, S_STR, &[y]));
     a.signal(Signal::SIGHUP);
@@ -449,7 +447,7 @@ fn shutdown_after_a_failed_delete_still_closes_the_session() {
 #[test]
 fn shutdown_after_a_lost_delete_closes_the_session_once_zookeeper_is_back() {
     let zk = shared_server();
-    let proxy = LossyProxy::new(&zk.connect_string());
+    let proxy = Proxy::new(&zk.connect_string());
     let witness = Witness::new();
     let root = unique_root("close-lost");
     let x = [quick("x", &witness)];
@@ -467,9 +465,9 @@ fn shutdown_after_a_lost_delete_closes_the_session_once_zookeeper_is_back() {
     // a shuts down; the delete of its candidate is lost with its connection, which stays down for S/4.
     // Only the close of a's session, sent once the link is back, can let b lead before the session
     // expires.
-    proxy.drop_next_candidate_delete();
+    proxy.lose_next_candidate_delete();
     a.signal(Signal::SIGTERM);
-    proxy.wait_dropped(Duration::from_secs(5));
+    proxy.wait_lost_delete(Duration::from_secs(5));
     let lost = Instant::now();
     std::thread::sleep((S / 4).saturating_sub(lost.elapsed())); // the outage
     proxy.heal();

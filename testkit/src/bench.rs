@@ -1,9 +1,6 @@
 //! What the benchmarks (bench/handoff.rs, bench/failover.rs, bench/scale.rs) share beside the test rig: numbers
 //! from the environment, the benchmark's own runtime, medians and quantiles, readers of `/proc`, the light worker
 //! (bench/witness_client.c), and the steps of a rolling restart of an ensemble.
-//!
-//! Each benchmark includes it next to the rig: `#[path = "common.rs"] mod bench_common;`.
-#![allow(dead_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,7 +8,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{wait_until_async, Supervisor, Witness, ZkEnsemble};
+use crate::{wait_until_async, Supervisor, TempDir, Witness, ZkEnsemble};
 
 /// USER_HZ: the unit of utime/stime in /proc/<pid>/stat on Linux.
 pub const CLOCK_TICKS: f64 = 100.0;
@@ -119,20 +116,23 @@ pub fn memory_of(pid: u32) -> (u64, u64, u64) {
 
 /// bench/witness_client.c compiled with `cc` (once per benchmark process), if there is a C compiler.
 fn witness_client() -> Option<&'static Path> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    // The directory lives as long as the process (statics are not dropped); the watchdog removes it.
+    static BUILT: OnceLock<Option<(TempDir, PathBuf)>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("witness_client");
-            let source = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/witness_client.c");
+            let dir = TempDir::new("witness-client");
+            let out = dir.path().join("witness_client");
+            let source = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/witness_client.c");
             std::process::Command::new("cc")
                 .args(["-O2", "-o"])
                 .arg(&out)
                 .arg(source)
                 .status()
                 .is_ok_and(|s| s.success())
-                .then_some(out)
+                .then_some((dir, out))
         })
-        .as_deref()
+        .as_ref()
+        .map(|(_, out)| out.as_path())
 }
 
 /// The light worker's command and what it is: bench/witness_client.c compiled with `cc` (so that the figures do

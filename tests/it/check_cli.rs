@@ -4,34 +4,26 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 const EXIT_CONFIG: i32 = 78;
 
-/// A directory of its own under the system temporary directory, removed on drop.
-struct TempDir(PathBuf);
+/// A directory of its own in the rig's temp root, removed on drop.
+struct TempDir(testkit::TempDir);
 
 impl TempDir {
     fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("zk-supervise-check-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the temporary directory");
-        Self(dir)
+        Self(testkit::TempDir::new("check"))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 
     /// Writes `text` to `name` in this directory and returns its path.
     fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
+        let path = self.path().join(name);
         std::fs::write(&path, text).expect("write the config");
         path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -248,7 +240,7 @@ fn valid_file_prints_a_summary_line_per_worker() {
 #[test]
 fn missing_file() {
     let dir = TempDir::new();
-    let path = dir.0.join("nowhere.toml");
+    let path = dir.path().join("nowhere.toml");
     let out = check(&path);
     assert_eq!(out.status.code(), Some(EXIT_CONFIG));
     assert!(out.stdout.is_empty());
@@ -321,11 +313,11 @@ fn one_line_refusal(path: &Path) -> String {
 #[test]
 fn a_directory_an_empty_file_and_a_dangling_symlink_are_one_line_each() {
     let dir = TempDir::new();
-    assert!(one_line_refusal(&dir.0).contains("is a directory"));
+    assert!(one_line_refusal(dir.path()).contains("is a directory"));
     let empty = dir.file("empty.toml", "");
     assert!(one_line_refusal(&empty).contains("is empty"));
-    let dangling = dir.0.join("dangling.toml");
-    std::os::unix::fs::symlink(dir.0.join("gone.toml"), &dangling).expect("symlink");
+    let dangling = dir.path().join("dangling.toml");
+    std::os::unix::fs::symlink(dir.path().join("gone.toml"), &dangling).expect("symlink");
     let line = one_line_refusal(&dangling);
     assert!(
         line.contains("symbolic link") && line.contains("gone.toml"),
@@ -340,7 +332,7 @@ fn a_symlink_to_a_good_file_works() {
         "real.toml",
         &format!("{ZK}[[worker]]\nname = \"w\"\ncommand = [\"/bin/true\"]\n"),
     );
-    let link = dir.0.join("workers.toml");
+    let link = dir.path().join("workers.toml");
     std::os::unix::fs::symlink(&good, &link).expect("symlink");
     let out = check(&link);
     assert_eq!(

@@ -3,19 +3,17 @@
 //! Only the quorum's leader expires sessions. A follower that stops hearing from its leader keeps answering
 //! reads from its own copy for `syncLimit × tickTime`, and the session activity it sees no longer reaches the
 //! leader. Node a's connect string reaches only such a follower, k; node b's names the other two servers. k's
-//! quorum and election links are cut (tests/common/quorum.rs), its client port stays reachable: b takes over
+//! quorum and election links are cut (testkit/src/zk/quorum.rs), its client port stays reachable: b takes over
 //! once the leader expires a's session, and a's child must be dead by then — zero overlap, whether k gives up
 //! before the session timeout S or after it. Once healed, a rejoins behind b.
 //!
 //! Each test starts its own ensemble; the figures of each run (from the cut to a's child stopping, to b's
 //! starting, the gap or overlap) are printed (`--nocapture`).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::quorum::{QuorumEnsemble, SERVERS, TICK};
-use common::*;
+use testkit::zk::quorum::{QuorumEnsemble, SERVERS, TICK};
+use testkit::*;
 use zookeeper_client::{Acls, CreateMode};
 
 const S: Duration = Duration::from_secs(2);
@@ -30,6 +28,7 @@ const SYNC_ABOVE_S: u32 = 20;
 
 #[test]
 fn an_isolated_follower_stops_serving_after_the_sync_timeout_and_catches_up_when_healed() {
+    let _clusters = testkit::heavy::shared();
     let ensemble = QuorumEnsemble::start(SYNC_BELOW_S);
     let k = ensemble.follower_index();
     let others: Vec<usize> = (0..SERVERS).filter(|&i| i != k).collect();
@@ -141,6 +140,7 @@ fn a_node_that_reaches_only_the_cut_off_follower_of_three_never_runs_the_worker_
 /// The scenario of the module docs; with `a_lists_every_server`, a's connect string names all three servers
 /// through client-side proxies, the two other than k black-holed from the start.
 fn follower_cut_off(sync_limit: u32, a_lists_every_server: bool) {
+    let _clusters = testkit::heavy::shared();
     let ensemble = QuorumEnsemble::start(sync_limit);
     let k = ensemble.follower_index();
     let others: Vec<usize> = (0..SERVERS).filter(|&i| i != k).collect();

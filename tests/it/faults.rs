@@ -4,12 +4,10 @@
 //! One standalone server is shared by every test of this file; each test has its own root path. Faults of the
 //! ZooKeeper servers themselves are in tests/ensemble.rs.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use nix::sys::signal::Signal;
+use testkit::*;
 
 /// The session timeout every test here asks for (the test servers allow 400 ms..4 s).
 const S: Duration = Duration::from_secs(2);

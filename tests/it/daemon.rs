@@ -2,13 +2,11 @@
 //!
 //! One standalone server is shared by every test of this file; each test has its own root path.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use testkit::*;
 
 /// The session timeout every test here asks for (the test servers allow 400 ms..4 s).
 const S: &str = "2s";

@@ -3,14 +3,12 @@
 //! health checks run as the worker runs. One standalone server is shared by the tests of this file; each
 //! test has its own root path.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use testkit::*;
 
 const S: &str = "2s";
 

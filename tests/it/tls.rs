@@ -6,14 +6,12 @@
 //! for the readiness check only. It is shared by the tests of this file and, like every server of the rig,
 //! killed when the test process exits, however it exits.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::*;
+use testkit::*;
 
 const S: &str = "2s";
 const STORE_PASSWORD: &str = "test-store-pass";

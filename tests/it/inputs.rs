@@ -4,14 +4,12 @@
 //!
 //! One standalone server is shared by the tests of this file; each test has its own root path.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
+use testkit::*;
 
 const S: &str = "2s";
 const EXIT_CONFIG: i32 = 78;
@@ -272,7 +270,7 @@ impl RunAsNobody {
             .expect("chmod");
         let log = dir.join("supervisor.log");
         let out = std::fs::File::create(&log).expect("create the log");
-        let mut command = std::process::Command::new(BIN);
+        let mut command = std::process::Command::new(bin());
         command
             .arg("run")
             .arg(&config_path)

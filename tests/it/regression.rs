@@ -1,12 +1,10 @@
 //! One test per reported bug, named after it (review of the core daemon).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
+use testkit::*;
 
 const S_STR: &str = "2s";
 

@@ -4,11 +4,9 @@
 //!
 //! Each test starts its own ensemble (it kills servers).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use testkit::*;
 
 /// The longest session the test servers allow (20 ticks of 200 ms): a rolling restart includes a quorum leader
 /// election, and the lease must outlast it.
@@ -48,6 +46,7 @@ fn assert_each_runs_once(witness: &Witness, how_long: Duration) {
 
 #[test]
 fn a_rolling_restart_of_the_ensemble_restarts_no_worker() {
+    let _clusters = testkit::heavy::shared();
     let mut ensemble = ZkEnsemble::start(3);
     let witness = Witness::new();
     let nodes = start_nodes(&ensemble, &witness, "/workers");
@@ -78,6 +77,7 @@ fn a_rolling_restart_of_the_ensemble_restarts_no_worker() {
 
 #[test]
 fn after_a_whole_ensemble_outage_every_worker_runs_exactly_once_again() {
+    let _clusters = testkit::heavy::shared();
     let mut ensemble = ZkEnsemble::start(3);
     let witness = Witness::new();
     let _nodes = start_nodes(&ensemble, &witness, "/workers");

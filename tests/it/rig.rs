@@ -1,12 +1,10 @@
-//! Tests of the test rig itself (tests/common): they need ZooKeeper but not the daemon.
-
-mod common;
+//! Tests of the test rig itself (testkit/): they need ZooKeeper but not the daemon.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{
+use testkit::{
     four_letter_at, shared_server, unique_root, wait_until, wait_until_async, zk_client, Proxy,
     Witness, ZkEnsemble, ZkServer,
 };
@@ -121,7 +119,7 @@ fn witness_sees_workers_start_and_die() {
     let mut next = spawn_worker(&witness.command(), "w", "node-b", 8);
     let second = witness.wait_live("w", Some("node-b"), 5 * SECOND);
     witness.assert_no_overlap("w");
-    let _ = common::gap(&history[0], &second);
+    let _ = testkit::gap(&history[0], &second);
 
     // A worker whose grandchild holds the connection is not gone until the grandchild is.
     let mut held = spawn_worker(&witness.command_with("read -r _ <&3 &"), "g", "node-a", 1);
@@ -160,7 +158,10 @@ fn witness_catches_an_overlap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The lock is held across awaits on purpose, for the whole test: only other test threads ever wait for it.
+#[allow(clippy::await_holding_lock)]
 async fn ensemble_survives_its_leader_and_takes_it_back() {
+    let _clusters = testkit::heavy::shared();
     let mut ensemble = ZkEnsemble::start(3);
     let leader = ensemble.leader_index();
     let client = zk_client(&ensemble.connect_string()).await;
@@ -205,4 +206,13 @@ async fn ensemble_survives_its_leader_and_takes_it_back() {
         },
     )
     .await;
+}
+
+#[test]
+fn the_kit_runs_the_binary_cargo_built_for_the_tests() {
+    let canonical = |path: &str| std::fs::canonicalize(path).expect("the binary exists");
+    assert_eq!(
+        canonical(testkit::bin()),
+        canonical(env!("CARGO_BIN_EXE_zk-supervise"))
+    );
 }

@@ -3,8 +3,6 @@
 //! and every child of the node carry on, `/metrics` counts what was dropped, and once the pipe is read again
 //! one line says how much was lost.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Stdio;
@@ -12,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::*;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::Signal;
+use testkit::*;
 
 /// The session timeout.
 const S: &str = "2s";

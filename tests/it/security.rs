@@ -2,13 +2,11 @@
 //! permissions, and secrets hygiene. One standalone server is shared by the tests of this file; each test has
 //! its own root path.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use testkit::*;
 
 const S: &str = "2s";
 const PASSWORD: &str = "Pw-9c1f-not-for-logs";

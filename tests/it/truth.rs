@@ -3,11 +3,9 @@
 //! worker runs nowhere, and the log says why a child is stopped. One standalone server is shared by
 //! every test of this file; each test has its own root path (or chroot).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use testkit::*;
 use zookeeper_client as zk;
 
 const S: &str = "2s";

@@ -2,15 +2,13 @@
 //! watchdog, structured logs. One standalone server is shared by every test of this file; each test has its
 //! own root path.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use common::*;
 use nix::sys::signal::Signal;
+use testkit::*;
 
 const S: &str = "2s";
 

@@ -1,11 +1,13 @@
-//! Section 3, `cluster`: placement, idle CPU and requests, watches, the busiest node's shutdown.
+//! Section 3, `cluster`: one standalone ZooKeeper, three supervisors started together with `SCALE_WORKERS`
+//! workers. Its steps, in order: [`place`] (until every worker runs), [`join`] (until every node is in every
+//! election), [`exactly_once`], [`idle_window`], [`watches`], [`shut_down_busiest`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use testkit::bench::*;
 use testkit::*;
 
@@ -25,6 +27,79 @@ pub(crate) fn cluster(quick: bool) -> Value {
     let ids = ["a", "b", "c"];
     println!("\n3. cluster: 3 nodes started together, {n} workers ({worker_kind}), S = {S_SCALE}, grace 1s");
 
+    let mut figures = Map::new();
+    figures.insert("workers".into(), n.into());
+    figures.insert("worker_command".into(), worker_kind.into());
+    figures.insert("session_timeout_s".into(), S_SCALE_SECS.into());
+    figures.insert("grace_s".into(), 1.0.into());
+    let Placement {
+        mut nodes,
+        began,
+        began_utc,
+    } = place(&addr, &witness, &names, &toml, &ids, quick, &mut figures);
+    let (all_joined, owner_node, queues) = join(&addr, &root, &names, began);
+    figures.insert(
+        "all_joined_s".into(),
+        round3(all_joined.as_secs_f64()).into(),
+    );
+    let (live, per_node) = exactly_once(n, &zk, &witness, &nodes, began_utc, &mut figures);
+    figures.insert(
+        "idle".into(),
+        idle_window(&addr, &witness, &nodes, &owner_node, idle),
+    );
+    // The busiest node: who is told when each of its candidates goes is counted by the server during its
+    // shutdown (mntr's node_deleted_watch_count), since child watches cannot be listed per path.
+    let busiest = per_node
+        .iter()
+        .max_by_key(|(_, c)| **c)
+        .map(|(n, _)| n.clone())
+        .expect("a node runs workers");
+
+    figures.insert(
+        "watches".into(),
+        watches(&addr, &queues, &owner_node, &busiest),
+    );
+    // The busiest node shuts down cleanly.
+    let index = ids.iter().position(|id| *id == busiest).expect("known");
+    let stopping = nodes[index].take().expect("running");
+    shut_down_busiest(
+        &addr,
+        &witness,
+        stopping,
+        &nodes,
+        &busiest,
+        &live,
+        &mut figures,
+    );
+    for node in nodes.iter_mut().flatten() {
+        node.signal(Signal::SIGTERM);
+    }
+    for node in nodes.iter_mut().flatten() {
+        node.wait_exit(Duration::from_secs(30));
+    }
+    Value::Object(figures)
+}
+
+/// The three nodes once every worker runs, and when they were started.
+struct Placement {
+    nodes: Vec<Option<Supervisor>>,
+    began: Instant,
+    /// `began` as UTC seconds, to read the supervisors' logs from.
+    began_utc: f64,
+}
+
+/// Starts the three supervisors together once the machine is quiet, and waits until every worker runs: how long
+/// that took, the CPU it cost, and what the server went through.
+fn place(
+    addr: &str,
+    witness: &Witness,
+    names: &[String],
+    toml: &str,
+    ids: &[&str],
+    quick: bool,
+    figures: &mut Map<String, Value>,
+) -> Placement {
+    let n = names.len();
     let patience = Duration::from_secs(if quick { 20 } else { 90 });
     let quiet = wait_quiet(30.0, patience);
     println!(
@@ -32,20 +107,20 @@ pub(crate) fn cluster(quick: bool) -> Value {
         patience.as_secs()
     );
     // Server statistics (latencies) from the start of placement on, and a sampler of its request queues.
-    word(&addr, "srst");
-    let sampler = QueueSampler::start(&addr);
+    word(addr, "srst");
+    let sampler = QueueSampler::start(addr);
     let profile_start = Profile::now();
     let began_utc = utc_secs_now();
     let began = Instant::now();
-    let mut nodes: Vec<Option<Supervisor>> = ids
+    let nodes: Vec<Option<Supervisor>> = ids
         .iter()
-        .map(|id| Some(Supervisor::start(&toml, id)))
+        .map(|id| Some(Supervisor::start(toml, id)))
         .collect();
-    let last_start = wait_all_live(&witness, &names, Duration::from_secs(120));
+    let last_start = wait_all_live(witness, names, Duration::from_secs(120));
     let placement = last_start.duration_since(began);
     let (placement_cpu, placement_cpu_line) = Profile::now().since(&profile_start);
     let (max_outstanding, max_queued) = sampler.stop();
-    let mntr = word(&addr, "mntr");
+    let mntr = word(addr, "mntr");
     let server_latency = json!({
         "avg_ms": mntr_field(&mntr, "zk_avg_latency"),
         "max_ms": mntr_field(&mntr, "zk_max_latency"),
@@ -54,7 +129,7 @@ pub(crate) fn cluster(quick: bool) -> Value {
         "max_queued_per_connection": max_queued,
     });
     let logs: Vec<String> = nodes.iter().flatten().map(Supervisor::log).collect();
-    let placement_phases = phases(&logs, &names, began_utc);
+    let placement_phases = phases(&logs, names, began_utc);
     println!(
         "  placement: all {n} workers running {:.3} s after the supervisors' start",
         placement.as_secs_f64()
@@ -73,18 +148,41 @@ pub(crate) fn cluster(quick: bool) -> Value {
         );
     }
 
+    figures.insert("machine_busy_before_percent".into(), quiet.into());
+    figures.insert("placement_s".into(), round3(placement.as_secs_f64()).into());
+    figures.insert("placement_cpu".into(), placement_cpu);
+    figures.insert("placement_server_latency".into(), server_latency);
+    figures.insert(
+        "placement_log".into(),
+        json!(placement_phases.map(|(l, s, m, x)| json!({
+            "last_leading_s": l, "last_started_s": s, "leading_to_started_median_s": m,
+            "leading_to_started_max_s": x}))),
+    );
+    Placement {
+        nodes,
+        began,
+        began_utc,
+    }
+}
+
+/// Waits until every node is in every election: how long after the start, each session's node, and each
+/// election's queue.
+#[allow(clippy::type_complexity)]
+fn join(
+    addr: &str,
+    root: &str,
+    names: &[String],
+    began: Instant,
+) -> (
+    Duration,
+    HashMap<i64, String>,
+    HashMap<String, Vec<Candidate>>,
+) {
     // Every node joins every election; then each worker must have run exactly once.
     let runtime = runtime();
-    let client = runtime.block_on(zk_client(&addr));
+    let client = runtime.block_on(zk_client(addr));
     let joined = Instant::now();
-    wait_all_joined(
-        &runtime,
-        &client,
-        &root,
-        &names,
-        3,
-        Duration::from_secs(120),
-    );
+    wait_all_joined(&runtime, &client, root, names, 3, Duration::from_secs(120));
     let all_joined = began.elapsed();
     println!(
         "  every node in every election {:.3} s after the start (checked for {:.1} s)",
@@ -94,7 +192,7 @@ pub(crate) fn cluster(quick: bool) -> Value {
     // Session -> node, and each election's queue.
     let mut owner_node: HashMap<i64, String> = HashMap::new();
     let mut queues: HashMap<String, Vec<Candidate>> = HashMap::new();
-    for name in &names {
+    for name in names {
         let path = format!("{root}/{name}");
         let queue = runtime.block_on(candidate_list(&client, &path));
         for c in &queue {
@@ -104,21 +202,36 @@ pub(crate) fn cluster(quick: bool) -> Value {
     }
     drop(client);
     drop(runtime);
-    let count_starts = |witness: &Witness| -> (usize, usize, usize) {
-        let all = witness.all();
-        let mut per: HashMap<&str, (usize, usize)> = HashMap::new();
-        for c in &all {
-            let e = per.entry(c.worker.as_str()).or_default();
-            e.0 += 1;
-            e.1 += usize::from(c.is_live());
-        }
-        let extra = per.values().map(|(s, _)| s - 1).sum();
-        let twice = per.values().filter(|(_, l)| *l > 1).count();
-        let running = per.values().filter(|(_, l)| *l == 1).count();
-        (extra, twice, running)
-    };
-    let (extra_starts, twice, running_once) = count_starts(&witness);
-    let live = live_by_worker(&witness);
+    (all_joined, owner_node, queues)
+}
+
+/// `(extra starts, workers running twice, workers running once)` as the witness saw them.
+fn count_starts(witness: &Witness) -> (usize, usize, usize) {
+    let all = witness.all();
+    let mut per: HashMap<&str, (usize, usize)> = HashMap::new();
+    for c in &all {
+        let e = per.entry(c.worker.as_str()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(c.is_live());
+    }
+    let extra = per.values().map(|(s, _)| s - 1).sum();
+    let twice = per.values().filter(|(_, l)| *l > 1).count();
+    let running = per.values().filter(|(_, l)| *l == 1).count();
+    (extra, twice, running)
+}
+
+/// Each worker must have run exactly once: the live processes by worker, and how many each node runs. Prints
+/// the warnings of the supervisors' logs and what they say of lease lapses if not.
+fn exactly_once(
+    n: usize,
+    zk: &ZkServer,
+    witness: &Witness,
+    nodes: &[Option<Supervisor>],
+    began_utc: f64,
+    figures: &mut Map<String, Value>,
+) -> (HashMap<String, Vec<Conn>>, BTreeMap<String, usize>) {
+    let (extra_starts, twice, running_once) = count_starts(witness);
+    let live = live_by_worker(witness);
     let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
     for conns in live.values() {
         for c in conns {
@@ -139,7 +252,7 @@ pub(crate) fn cluster(quick: bool) -> Value {
             "    lease lapses per node (`implied_last_renewal_s`: when, after the start, the guards last saw a \
              renewal; `lease_age_at_start`: how old the lease was when those children started): {lapses}"
         );
-        explain_restarts(&witness, &logs, 3);
+        explain_restarts(witness, &logs, 3);
         if std::env::var("SCALE_DEBUG").is_ok() {
             println!(
                 "    the ZooKeeper server's log during placement:\n{}",
@@ -148,6 +261,23 @@ pub(crate) fn cluster(quick: bool) -> Value {
         }
     }
 
+    figures.insert("running_once".into(), running_once.into());
+    figures.insert("running_twice".into(), twice.into());
+    figures.insert("extra_starts".into(), extra_starts.into());
+    figures.insert("placement_warnings".into(), json!(placement_warnings));
+    figures.insert("placement_lapses".into(), lapses);
+    figures.insert("per_node".into(), json!(per_node));
+    (live, per_node)
+}
+
+/// An idle window with nothing happening: CPU of each node (supervisor and guards), and requests to ZooKeeper.
+fn idle_window(
+    addr: &str,
+    witness: &Witness,
+    nodes: &[Option<Supervisor>],
+    owner_node: &HashMap<i64, String>,
+    idle: Duration,
+) -> Value {
     // Idle window.
     thread::sleep(Duration::from_secs(1));
     let pids: Vec<(String, u32, Vec<u32>)> = nodes
@@ -159,13 +289,13 @@ pub(crate) fn cluster(quick: bool) -> Value {
         .iter()
         .map(|(_, s, g)| (cpu_secs(&[*s]), cpu_secs(g)))
         .collect();
-    let cons_before = cons_received(&word(&addr, "cons"));
-    let packets_before = mntr_field(&word(&addr, "mntr"), "zk_packets_received");
+    let cons_before = cons_received(&word(addr, "cons"));
+    let packets_before = mntr_field(&word(addr, "mntr"), "zk_packets_received");
     let window_start = Instant::now();
     println!("  idle window: {} s", idle.as_secs());
     thread::sleep(idle);
-    let packets_after = mntr_field(&word(&addr, "mntr"), "zk_packets_received");
-    let cons_after = cons_received(&word(&addr, "cons"));
+    let packets_after = mntr_field(&word(addr, "mntr"), "zk_packets_received");
+    let cons_after = cons_received(&word(addr, "cons"));
     let window = window_start.elapsed();
     let mut idle_nodes = Vec::new();
     for ((node, sup, guards), (sup_before, guards_before)) in pids.iter().zip(&before) {
@@ -209,23 +339,36 @@ pub(crate) fn cluster(quick: bool) -> Value {
         window.as_secs_f64(),
         S_SCALE_SECS / 5.0
     );
-    let (extra_after_idle, twice_after_idle, _) = count_starts(&witness);
+    let (extra_after_idle, twice_after_idle, _) = count_starts(witness);
+    json!({
+        "window_s": round3(window.as_secs_f64()), "nodes": idle_nodes,
+        "extra_starts_after": extra_after_idle, "running_twice_after": twice_after_idle,
+        "packets_received": packets, "requests_per_node_per_s5": round3(per_node_per_period),
+    })
+}
 
+/// The watches the server holds, per candidate and per node.
+fn watches(
+    addr: &str,
+    queues: &HashMap<String, Vec<Candidate>>,
+    owner_node: &HashMap<i64, String>,
+    busiest: &str,
+) -> Value {
     // Watches. The elections watch candidates with getChildren2 (child watches, which fire only when the
     // candidate is deleted); mntr's zk_watch_count counts those with the data watches, but the four-letter
     // words that list watches (wchs, wchc, wchp) cover data watches only: they show what else watches.
-    let total_watches = mntr_field(&word(&addr, "mntr"), "zk_watch_count");
-    let wchs = word(&addr, "wchs");
+    let total_watches = mntr_field(&word(addr, "mntr"), "zk_watch_count");
+    let wchs = word(addr, "wchs");
     let data_watches: f64 = wchs
         .lines()
         .find_map(|l| l.strip_prefix("Total watches:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(f64::NAN);
     let candidates_total: usize = queues.values().map(Vec::len).sum();
-    let wchc = indented_groups(&word(&addr, "wchc"));
+    let wchc = indented_groups(&word(addr, "wchc"));
     let mut watches_per_node: BTreeMap<String, usize> = BTreeMap::new();
     let mut candidate_paths: HashSet<String> = HashSet::new();
-    for (path, queue) in &queues {
+    for (path, queue) in queues {
         for c in queue {
             candidate_paths.insert(format!("{path}/{}", c.name));
         }
@@ -247,24 +390,32 @@ pub(crate) fn cluster(quick: bool) -> Value {
         total_watches / candidates_total as f64
     );
 
-    // The busiest node: who is told when each of its candidates goes is counted by the server during its
-    // shutdown (mntr's node_deleted_watch_count), since child watches cannot be listed per path.
-    let busiest = per_node
-        .iter()
-        .max_by_key(|(_, c)| **c)
-        .map(|(n, _)| n.clone())
-        .expect("a node runs workers");
+    json!({
+        "total": total_watches, "candidates": candidates_total,
+        "per_candidate": round3(total_watches / candidates_total as f64),
+        "data_watches": data_watches, "data_watches_per_node": watches_per_node,
+        "data_watches_on_other_paths": non_candidate_watches, "busiest": busiest,
+    })
+}
 
-    // The busiest node shuts down cleanly.
-    let index = ids.iter().position(|id| *id == busiest).expect("known");
+/// The busiest node shuts down cleanly (SIGTERM): until each of its workers runs elsewhere, until it exits,
+/// and what the survivors' logs say of it.
+fn shut_down_busiest(
+    addr: &str,
+    witness: &Witness,
+    mut stopping: Supervisor,
+    nodes: &[Option<Supervisor>],
+    busiest: &str,
+    live: &HashMap<String, Vec<Conn>>,
+    figures: &mut Map<String, Value>,
+) {
     let moved: Vec<Conn> = live
         .values()
         .flatten()
         .filter(|c| c.node == busiest)
         .cloned()
         .collect();
-    let mntr_before = word(&addr, "mntr");
-    let mut stopping = nodes[index].take().expect("running");
+    let mntr_before = word(addr, "mntr");
     let profile_stop = Profile::now();
     let signalled_utc = utc_secs_now();
     let signalled = Instant::now();
@@ -278,7 +429,7 @@ pub(crate) fn cluster(quick: bool) -> Value {
             exited = Some(signalled.elapsed());
         }
         if replaced.is_none() {
-            let live = live_by_worker(&witness);
+            let live = live_by_worker(witness);
             let elsewhere = |name: &String| {
                 live.get(name)
                     .and_then(|cs| cs.iter().find(|c| c.node != busiest).map(|c| c.opened))
@@ -296,7 +447,7 @@ pub(crate) fn cluster(quick: bool) -> Value {
     let (shutdown_cpu, shutdown_cpu_line) = Profile::now().since(&profile_stop);
     let status = stopping.wait_exit(Duration::from_secs(30));
     let exit_code = status.code();
-    let mntr_after = word(&addr, "mntr");
+    let mntr_after = word(addr, "mntr");
     let deleted_watch = |m: &str| {
         (
             mntr_field(m, "zk_sum_node_deleted_watch_count"),
@@ -349,38 +500,9 @@ pub(crate) fn cluster(quick: bool) -> Value {
     };
     let lease_lapses = count_in("lease lapsed");
     let disconnects = count_in("disconnected from zookeeper");
-    for node in nodes.iter_mut().flatten() {
-        node.signal(Signal::SIGTERM);
-    }
-    for node in nodes.iter_mut().flatten() {
-        node.wait_exit(Duration::from_secs(30));
-    }
-    json!({
-        "workers": n, "worker_command": worker_kind, "session_timeout_s": S_SCALE_SECS, "grace_s": 1.0,
-        "machine_busy_before_percent": quiet,
-        "placement_s": round3(placement.as_secs_f64()),
-        "placement_cpu": placement_cpu,
-        "placement_server_latency": server_latency,
-        "placement_log": placement_phases.map(|(l, s, m, x)| json!({
-            "last_leading_s": l, "last_started_s": s, "leading_to_started_median_s": m,
-            "leading_to_started_max_s": x})),
-        "all_joined_s": round3(all_joined.as_secs_f64()),
-        "running_once": running_once, "running_twice": twice, "extra_starts": extra_starts,
-        "placement_warnings": placement_warnings,
-        "placement_lapses": lapses,
-        "per_node": per_node,
-        "idle": {
-            "window_s": round3(window.as_secs_f64()), "nodes": idle_nodes,
-            "extra_starts_after": extra_after_idle, "running_twice_after": twice_after_idle,
-            "packets_received": packets, "requests_per_node_per_s5": round3(per_node_per_period),
-        },
-        "watches": {
-            "total": total_watches, "candidates": candidates_total,
-            "per_candidate": round3(total_watches / candidates_total as f64),
-            "data_watches": data_watches, "data_watches_per_node": watches_per_node,
-            "data_watches_on_other_paths": non_candidate_watches, "busiest": busiest,
-        },
-        "shutdown": {
+    figures.insert(
+        "shutdown".into(),
+        json!({
             "node": busiest, "workers": moved.len(),
             "replaced_s": replaced.map(|d| round3(d.as_secs_f64())),
             "exit_s": exited.map(|d| round3(d.as_secs_f64())),
@@ -393,7 +515,8 @@ pub(crate) fn cluster(quick: bool) -> Value {
             "log": shutdown_phases.map(|(l, s, m, x)| json!({
                 "last_leading_s": l, "last_started_s": s, "leading_to_started_median_s": m,
                 "leading_to_started_max_s": x})),
-        },
-        "lease_lapses": lease_lapses, "disconnects": disconnects,
-    })
+        }),
+    );
+    figures.insert("lease_lapses".into(), lease_lapses.into());
+    figures.insert("disconnects".into(), disconnects.into());
 }

@@ -1,4 +1,4 @@
-//! The history of a fault run (tests/nemesis.rs) and the checker over all of it.
+//! The history of a fault run ([`crate::nemesis`]) and the checker over all of it.
 //!
 //! - [`Recorder`]: the observer outside every process. Like [`super::Witness`], each worker process holds a TCP
 //!   connection to it for exactly as long as it lives, and reports its worker, node, fencing token, pid and

@@ -20,11 +20,10 @@
 //! worker running exactly once and staying put. On failure it prints the seed, the command that replays it, the
 //! schedule with times, the history around each violation and the supervisors' log lines of that time.
 //!
-//! `cargo test --test it nemesis::` runs a one-minute schedule (CI, tests/it/nemesis.rs); `NEMESIS_SECS` changes the length, and
-//! `NEMESIS_SKIP` (fault kinds by name, comma-separated, e.g. `guard-kill,zk-pause`) leaves kinds out, to look
-//! past a known bug. The long form is `cargo bench --bench nemesis` (bench/nemesis.rs, 30 minutes), which prints
-//! the run's figures.
-#![allow(dead_code)] // bench/nemesis.rs uses what the test does not, and the other way round
+//! `cargo test --test it nemesis::` runs a one-minute schedule (CI, tests/it/nemesis.rs); `NEMESIS_SECS` changes
+//! the length, and `NEMESIS_SKIP` (fault kinds by name, comma-separated, e.g. `guard-kill,zk-pause`) leaves kinds
+//! out, to look past a known bug. The long form is `cargo bench --bench nemesis` (bench/nemesis.rs, 30 minutes),
+//! which prints the run's figures.
 
 mod cluster;
 mod run;

@@ -13,7 +13,7 @@
 //! 4. Memory: one supervisor running twenty workers. RSS, PSS and private memory (`/proc/<pid>/smaps_rollup`) of
 //!    every guard (the parent of each worker process) and of the supervisor, and the supervisor with one worker.
 //!
-//! Standalone servers and ensembles come from the test rig (tests/common), with its settings: `tickTime=200`,
+//! Standalone servers and ensembles come from the test rig (testkit/), with its settings: `tickTime=200`,
 //! `forceSync=no`, C1-only JIT. `ZK_JAVA_OPTS` adds JVM options to every server (e.g. `-XX:TieredStopAtLevel=4`
 //! for full JIT compilation). A child's life is seen through a TCP witness: the kernel closes its connection the
 //! instant it dies. Figures are printed, never asserted.
@@ -21,18 +21,13 @@
 //! `FAILOVER_TRIALS` sets the number of crash trials (default 20), `PARTITION_TRIALS` the number of partition
 //! trials (default 5).
 
-#[path = "common.rs"]
-mod bench_common;
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::fmt::Write as _;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bench_common::*;
-use common::*;
 use nix::sys::signal::Signal;
+use testkit::bench::*;
+use testkit::*;
 
 /// The session timeout of the crash, partition and memory runs.
 const S_FAILOVER: &str = "2s";
@@ -431,7 +426,7 @@ fn main() {
     let partition_trials = env_num("PARTITION_TRIALS", 5);
     let began = Instant::now();
     let java_opts = std::env::var("ZK_JAVA_OPTS").unwrap_or_default();
-    println!("failover benchmark: {BIN}");
+    println!("failover benchmark: {}", bin());
     println!(
         "ZooKeeper (test rig): 127.0.0.1, tickTime=200 (sessions 400 ms..4 s), JVM -Xmx128m -XX:+UseSerialGC \
          -XX:TieredStopAtLevel=1 -Dzookeeper.forceSync=no -Dzookeeper.preAllocSize=1024; ZK_JAVA_OPTS={}",

@@ -7,16 +7,11 @@
 //!
 //! `HANDOFF_ROUNDS` sets the number of rounds (default 50).
 
-#[path = "common.rs"]
-mod bench_common;
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::Duration;
 
-use bench_common::{env_num, light_worker, quantile};
-use common::*;
 use nix::sys::signal::Signal;
+use testkit::bench::{env_num, light_worker, quantile};
+use testkit::*;
 
 fn main() {
     let rounds = env_num("HANDOFF_ROUNDS", 50);
@@ -38,7 +33,7 @@ fn main() {
     witness.wait_live("w", Some("a"), Duration::from_secs(30));
     nodes[1] = Some(Supervisor::start(&toml, "b"));
     let path = format!("{root}/w");
-    // On the current thread, unlike bench_common::runtime: the benchmark's own session does its work only while
+    // On the current thread, unlike testkit::bench::runtime: the benchmark's own session does its work only while
     // the benchmark waits for the two candidates, never during a handoff it measures.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -494,7 +494,7 @@ def main():
             "- **What:** Safety and liveness under a seeded random schedule of faults, checked over the whole "
             "history by an observer outside every process: no overlap ever, fencing tokens of new leaderships "
             "above all before them, every worker running exactly once within S + 2 s of each quiet window.\n"
-            "- **How:** `cargo bench --bench nemesis` (tests/nemesis.rs's schedule, 30 minutes): 3 nodes, a "
+            "- **How:** `cargo bench --bench nemesis` (the schedule of tests/it/nemesis.rs, in testkit/src/nemesis/, 30 minutes): 3 nodes, a "
             "three-server ensemble whose servers talk through cuttable links, 10 workers (some ignore SIGTERM, "
             "some leave a `setsid` grandchild), S = 2 s; supervisor SIGKILL / SIGSTOP / SIGTERM, symmetric and "
             "one-way partitions, slow links, a server cut off from its quorum, killed or paused, reloads, "

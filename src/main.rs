@@ -90,7 +90,10 @@ enum Fatal {
     /// The file is invalid or cannot be read (78).
     Config(config::ConfigError),
     /// `check`: the credentials file it names is unusable (78).
-    Credentials { config: PathBuf, problem: String },
+    Credentials {
+        config: PathBuf,
+        problem: config::CredentialsError,
+    },
     /// `check`: the file was not read within the deadline (78).
     NotRead { config: PathBuf },
     /// The runtime could not be built (1).

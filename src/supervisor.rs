@@ -46,8 +46,8 @@ pub enum RunError {
     },
     /// The credentials file of `[zookeeper] auth` is unusable: the message names it (never its
     /// content), as [`config::read_credentials`] gives it.
-    #[error("{0}")]
-    Credentials(String),
+    #[error(transparent)]
+    Credentials(#[from] config::CredentialsError),
     /// The credentials file, or the name service the workers' users need, did not answer within
     /// `deadline`: not the config's fault.
     #[error("the credentials file and the workers' users could not be read within {deadline:?} (a hung file system or name service?)")]
@@ -196,7 +196,7 @@ async fn read_credentials(config: &Config) -> Result<Option<Arc<config::Credenti
             deadline: crate::files::READ_DEADLINE,
         });
     };
-    let credentials = credentials.map_err(RunError::Credentials)?.map(Arc::new);
+    let credentials = credentials?.map(Arc::new);
     for warning in warnings {
         tracing::warn!("{warning}");
     }

@@ -148,27 +148,42 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// Why a credentials file is unusable. The messages name the file, never its content.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("credentials file {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: crate::files::ReadError,
+    },
+    #[error("credentials file {} is accessible to its group or others (mode {mode:04o}); chmod 600 it", path.display())]
+    Exposed { path: PathBuf, mode: u32 },
+    #[error("credentials file {}: not UTF-8", path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("credentials file {}: expected one line user:password", path.display())]
+    Malformed { path: PathBuf },
+}
+
 /// Reads a credentials file: one line `user:password`. Like ssh with its keys, refuses a file that
 /// its group or others may read or write. Error messages name the file, never its content.
 ///
 /// # Errors
 /// The file cannot be read, is not a regular file, is group- or world-accessible, or is not
 /// `user:password`. It can block only on a hung file system: the daemon calls it off its event loop.
-pub fn read_credentials(auth: &AuthConfig) -> Result<Credentials, String> {
+pub fn read_credentials(auth: &AuthConfig) -> Result<Credentials, CredentialsError> {
     use std::os::unix::fs::PermissionsExt;
-    let path = auth.credentials_file.display();
+    let path = || auth.credentials_file.clone();
     // The mode is the opened file's (`fstat`), not the path's: no window to swap the file between.
     let (meta, text) = crate::files::read_regular(&auth.credentials_file, MAX_CREDENTIALS_BYTES)
-        .map_err(|e| format!("credentials file {path}: {e}"))?;
+        .map_err(|source| CredentialsError::Unreadable {
+            path: path(),
+            source,
+        })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(format!(
-            "credentials file {path} is accessible to its group or others (mode {mode:04o}); \
-             chmod 600 it"
-        ));
+        return Err(CredentialsError::Exposed { path: path(), mode });
     }
-    let text =
-        String::from_utf8(text).map_err(|_| format!("credentials file {path}: not UTF-8"))?;
+    let text = String::from_utf8(text).map_err(|_| CredentialsError::NotUtf8 { path: path() })?;
     let line = text.trim_end_matches(['\n', '\r']);
     match line.split_once(':') {
         Some((user, password))
@@ -180,9 +195,7 @@ pub fn read_credentials(auth: &AuthConfig) -> Result<Credentials, String> {
                 secret: line.as_bytes().to_vec(),
             })
         }
-        _ => Err(format!(
-            "credentials file {path}: expected one line user:password"
-        )),
+        _ => Err(CredentialsError::Malformed { path: path() }),
     }
 }
 

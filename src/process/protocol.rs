@@ -160,6 +160,11 @@ impl FromGuard {
     }
 }
 
+/// How much one read of the control socket takes. Small on purpose: the chunk is on the guard's
+/// stack, and every page of it touched stays resident for the life of the guard, one per child
+/// (64 KiB cost each guard 60 kB of private memory). Reading stays linear whatever its size.
+const READ_CHUNK: usize = 4096;
+
 /// The guard's reader of the control socket: what came down it and is not yet a whole line.
 ///
 /// Linear in what it reads: each byte is looked at once when searching for the end of a line (the
@@ -200,11 +205,15 @@ impl Inbox {
                 self.scanned = self.start;
                 return Ok(Some(line));
             }
-            // Compact: what is left of the buffer is the beginning of a line.
+            // Compact: what is left of the buffer is the beginning of a line. A buffer a large spec
+            // grew is given back once it is read: a guard lives as long as its child.
             self.buf.drain(..self.start);
+            if self.buf.is_empty() {
+                self.buf.shrink_to(READ_CHUNK);
+            }
             self.start = 0;
             self.scanned = self.buf.len();
-            let mut chunk = [0u8; 64 * 1024];
+            let mut chunk = [0u8; READ_CHUNK];
             match control.read(&mut chunk) {
                 Ok(0) => return Ok(None),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),

@@ -3,7 +3,10 @@
 use std::thread;
 use std::time::Instant;
 
-use super::node::{four_letter_at, logs, start_servers, StartError, ZkNode, ZK_START_TIMEOUT};
+use super::node::{
+    four_letter_at, kill_member, logs, restart_member, start_servers, StartError, ZkNode,
+    ZK_START_TIMEOUT,
+};
 use crate::ports::free_ports;
 use crate::rig::TempDir;
 use crate::wait::poll_until;
@@ -82,29 +85,12 @@ impl ZkEnsemble {
 
     /// SIGKILLs member `i` (and reaps it); its data stays for [`ZkEnsemble::restart`].
     pub fn kill(&mut self, i: usize) {
-        assert!(
-            self.nodes[i].process.is_some(),
-            "{} is not running",
-            self.nodes[i].name
-        );
-        self.nodes[i].kill();
+        kill_member(&mut self.nodes, i);
     }
 
     /// Starts member `i` again with the same data and ports; waits until it serves as leader or follower.
     pub fn restart(&mut self, i: usize) {
-        self.nodes[i].spawn();
-        let deadline = Instant::now() + ZK_START_TIMEOUT;
-        if let Err(error) = self.nodes[i].wait_serving(&["leader", "follower"], deadline) {
-            let why = match error {
-                StartError::AddrInUse => "its ports are taken".to_owned(),
-                StartError::Failed(why) => why,
-            };
-            panic!(
-                "restart {}: {why}\n{}",
-                self.nodes[i].name,
-                logs(&self.nodes, "")
-            );
-        }
+        restart_member(&mut self.nodes, i);
     }
 
     /// Starts every stopped member again at once (a quorum needs more than one), and waits until every member

@@ -273,6 +273,30 @@ impl ZkNode {
     }
 }
 
+/// SIGKILLs member `i` of an ensemble (and reaps it); its data stays for [`restart_member`].
+pub(crate) fn kill_member(nodes: &mut [ZkNode], i: usize) {
+    assert!(
+        nodes[i].process.is_some(),
+        "{} is not running",
+        nodes[i].name
+    );
+    nodes[i].kill();
+}
+
+/// Starts member `i` of an ensemble again with the same data and ports; waits (up to
+/// [`ZK_START_TIMEOUT`]) until it serves as leader or follower.
+pub(crate) fn restart_member(nodes: &mut [ZkNode], i: usize) {
+    nodes[i].spawn();
+    let deadline = Instant::now() + ZK_START_TIMEOUT;
+    if let Err(error) = nodes[i].wait_serving(&["leader", "follower"], deadline) {
+        let why = match error {
+            StartError::AddrInUse => "its ports are taken".to_owned(),
+            StartError::Failed(why) => why,
+        };
+        panic!("restart {}: {why}\n{}", nodes[i].name, logs(nodes, ""));
+    }
+}
+
 /// The tails of the members' logs, the named one first.
 pub(crate) fn logs(nodes: &[ZkNode], first: &str) -> String {
     let mut out = String::new();

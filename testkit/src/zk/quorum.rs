@@ -28,7 +28,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::node::{logs, start_servers, StartError, ZkNode, ZK_START_TIMEOUT};
+use super::node::{
+    kill_member, logs, restart_member, start_servers, StartError, ZkNode, ZK_START_TIMEOUT,
+};
 use crate::ports::free_ports;
 use crate::proxy::Proxy;
 use crate::rig::{lock, TempDir};
@@ -513,26 +515,13 @@ impl QuorumEnsemble {
 
     /// SIGKILLs server `i` (and reaps it); its data and links stay for [`QuorumEnsemble::restart`].
     pub fn kill(&mut self, i: usize) {
-        assert!(
-            self.nodes[i].process.is_some(),
-            "zk{} is not running",
-            i + 1
-        );
-        self.nodes[i].kill();
+        kill_member(&mut self.nodes, i);
     }
 
     /// Starts server `i` again with the same data, ports and links; waits (up to 30 s) until it serves as leader
     /// or follower.
     pub fn restart(&mut self, i: usize) {
-        self.nodes[i].spawn();
-        let deadline = Instant::now() + ZK_START_TIMEOUT;
-        if let Err(error) = self.nodes[i].wait_serving(&["leader", "follower"], deadline) {
-            let why = match error {
-                StartError::AddrInUse => "its ports are taken".to_owned(),
-                StartError::Failed(why) => why,
-            };
-            panic!("restart zk{}: {why}\n{}", i + 1, logs(&self.nodes, ""));
-        }
+        restart_member(&mut self.nodes, i);
     }
 
     /// Sends `signal` to server `i` (SIGSTOP and SIGCONT freeze and thaw it).

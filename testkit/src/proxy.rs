@@ -431,35 +431,27 @@ impl Drop for Proxy {
 /// Whether a ZooKeeper request frame (length prefix included) creates a candidate: op code create (1) or
 /// create2 (15), and a path containing `/_c_`.
 fn is_candidate_create(frame: &[u8]) -> bool {
-    let int = |at: usize| {
-        frame
-            .get(at..at + 4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let (Some(op), Some(path_len)) = (int(8), int(12)) else {
-        return false;
-    };
-    let path_len = usize::try_from(path_len).unwrap_or(0);
-    matches!(op, 1 | 15)
-        && frame
-            .get(16..16 + path_len)
-            .is_some_and(|path| path.windows(4).any(|w| w == b"/_c_"))
+    candidate_op(frame).is_some_and(|op| matches!(op, 1 | 15))
 }
 
 /// Whether a ZooKeeper request frame (length prefix included) deletes a candidate: op code delete (2) and a
 /// path containing `/_c_`.
 fn is_candidate_delete(frame: &[u8]) -> bool {
+    candidate_op(frame) == Some(2)
+}
+
+/// The op code of a ZooKeeper request frame (length prefix, xid, op, then the path) whose path names a
+/// candidate (contains `/_c_`); `None` for any other frame.
+fn candidate_op(frame: &[u8]) -> Option<i32> {
     let int = |at: usize| {
         frame
             .get(at..at + 4)
             .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
-    let (Some(op), Some(path_len)) = (int(8), int(12)) else {
-        return false;
-    };
+    let (op, path_len) = (int(8)?, int(12)?);
     let path_len = usize::try_from(path_len).unwrap_or(0);
-    op == 2
-        && frame
-            .get(16..16 + path_len)
-            .is_some_and(|path| path.windows(4).any(|w| w == b"/_c_"))
+    frame
+        .get(16..16 + path_len)
+        .is_some_and(|path| path.windows(4).any(|w| w == b"/_c_"))
+        .then_some(op)
 }

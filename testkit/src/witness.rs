@@ -133,19 +133,7 @@ impl Witness {
         if reader.read_line(&mut line).is_err() || !line.ends_with('\n') {
             return; // not a worker
         }
-        let mut fields = line.trim_end_matches('\n').splitn(5, ' ');
-        let mut field = || fields.next().unwrap_or_default().to_owned();
-        let (worker, node, token, pid, znode) = (field(), field(), field(), field(), field());
-        lock(&shared.conns).push(Conn {
-            id,
-            worker,
-            node,
-            token,
-            znode,
-            pid: pid.parse().unwrap_or(0),
-            opened,
-            closed: None,
-        });
+        lock(&shared.conns).push(Conn::reported(id, line.trim_end_matches('\n'), opened));
         let mut buf = [0u8; 256];
         while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
         let closed = Instant::now();
@@ -165,15 +153,7 @@ impl Witness {
     /// `sleep infinity &` (a grandchild that also holds the connection, so the connection closes only when the
     /// whole process group is gone; prefer `read -r _ <&3 &`, which also exits when the witness goes away).
     pub fn command_with(&self, shell: &str) -> Vec<String> {
-        let script = format!(
-            "exec 3<>/dev/tcp/127.0.0.1/{port} || exit 111\n\
-             printf '%s %s %s %s %s\\n' \"$ZK_SUPERVISE_WORKER\" \"$ZK_SUPERVISE_NODE\" \
-             \"$ZK_SUPERVISE_FENCING_TOKEN\" \"$$\" \"$ZK_SUPERVISE_ZNODE\" >&3\n\
-             {shell}\n\
-             read -r _ <&3\n",
-            port = self.addr.port()
-        );
-        vec!["/bin/bash".into(), "-c".into(), script]
+        worker_command(self.addr.port(), shell)
     }
 
     /// The witness's port on 127.0.0.1, for worker commands of one's own (see bench/witness_client.c).
@@ -337,4 +317,38 @@ pub fn assert_stable(witness: &Witness, worker: &str, node: Option<&str>, how_lo
         }
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+impl Conn {
+    /// Connection `id`, opened at `opened`, whose worker reported `line` (`worker node token pid znode`, as
+    /// [`worker_command`] writes it).
+    pub(crate) fn reported(id: usize, line: &str, opened: Instant) -> Conn {
+        let mut fields = line.splitn(5, ' ');
+        let mut field = || fields.next().unwrap_or_default().to_owned();
+        let (worker, node, token, pid, znode) = (field(), field(), field(), field(), field());
+        Conn {
+            id,
+            worker,
+            node,
+            token,
+            znode,
+            pid: pid.parse().unwrap_or(0),
+            opened,
+            closed: None,
+        }
+    }
+}
+
+/// The worker argv of a witness or a recorder listening on 127.0.0.1:`port`: connects, reports who it is
+/// (the line [`Conn::reported`] reads), runs `shell` (by bash), and holds the connection until it dies or
+/// the listener goes away.
+pub(crate) fn worker_command(port: u16, shell: &str) -> Vec<String> {
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port} || exit 111\n\
+         printf '%s %s %s %s %s\\n' \"$ZK_SUPERVISE_WORKER\" \"$ZK_SUPERVISE_NODE\" \
+         \"$ZK_SUPERVISE_FENCING_TOKEN\" \"$$\" \"$ZK_SUPERVISE_ZNODE\" >&3\n\
+         {shell}\n\
+         read -r _ <&3\n"
+    );
+    vec!["/bin/bash".into(), "-c".into(), script]
 }

@@ -143,22 +143,10 @@ impl Recorder {
         let Some(end) = conn.line.iter().position(|&b| b == b'\n') else {
             return;
         };
-        let line = String::from_utf8_lossy(&conn.line[..end]).into_owned();
-        let mut fields = line.splitn(5, ' ');
-        let mut field = || fields.next().unwrap_or_default().to_owned();
-        let (worker, node, token, pid, znode) = (field(), field(), field(), field(), field());
+        let line = String::from_utf8_lossy(&conn.line[..end]);
         let mut conns = lock(&shared.conns);
         let index = conns.len();
-        conns.push(Conn {
-            id: index,
-            worker,
-            node,
-            token,
-            znode,
-            pid: pid.parse().unwrap_or(0),
-            opened: conn.opened,
-            closed: None,
-        });
+        conns.push(Conn::reported(index, &line, conn.opened));
         conn.index = Some(index);
     }
 
@@ -169,15 +157,7 @@ impl Recorder {
 
     /// As [`super::Witness::command_with`]: `shell` runs after reporting and before waiting.
     pub fn command_with(&self, shell: &str) -> Vec<String> {
-        let script = format!(
-            "exec 3<>/dev/tcp/127.0.0.1/{port} || exit 111\n\
-             printf '%s %s %s %s %s\\n' \"$ZK_SUPERVISE_WORKER\" \"$ZK_SUPERVISE_NODE\" \
-             \"$ZK_SUPERVISE_FENCING_TOKEN\" \"$$\" \"$ZK_SUPERVISE_ZNODE\" >&3\n\
-             {shell}\n\
-             read -r _ <&3\n",
-            port = self.addr.port()
-        );
-        vec!["/bin/bash".into(), "-c".into(), script]
+        crate::witness::worker_command(self.addr.port(), shell)
     }
 
     pub fn port(&self) -> u16 {
